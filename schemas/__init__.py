@@ -1,0 +1,1 @@
+"""The Cap'n Proto schema, shipped inside the proofrace distribution as package data."""

@@ -1,0 +1,186 @@
+@0xbc3317a5f0efb477;
+# proofrace: race theorem provers and solvers on one problem. The first decisive
+# answer wins and every slower attempt still in flight is preempted at once.
+#
+# Evolution rules (shared with the echidna host): root messages carry
+# `schemaVersion`; fields and enumerants are only ever appended, with defaults.
+# No language-specific annotations live here, so every client compiles this file as is.
+
+const currentSchemaVersion :UInt16 = 1;
+
+interface Dispatcher {
+  solve @0 (request :SolveRequest) -> (token :CancelToken);
+  # Validates the request, starts the race in the background and returns at once,
+  # so a call pipelined on `token` reaches a race that is still running. A refused
+  # request still gets a token: its result() holds an `error` verdict.
+  # Releasing every reference to the token while no result() call waits cancels the
+  # race (cause `tokenDropped`); losing the connection cancels it (`disconnected`).
+
+  provers @1 () -> (provers :List(ProverInfo));
+  # Every prover this server knows, installed or not.
+}
+
+interface CancelToken {
+  cancel @0 (reason :Text) -> (status :SolveStatus);
+  # Idempotent: the first cause to end a race is the one reported. Answers once the
+  # cancel has been *called*; result() answers once it has *taken effect* (all reaped).
+
+  result @1 () -> (outcome :SolveOutcome);
+  # Waits until every attempt has been reaped. Any number of callers may wait.
+
+  status @2 () -> (status :SolveStatus);
+  # A snapshot for progress displays; never waits.
+}
+
+enum Format {
+  auto @0;      # detected from the content
+  smtlib2 @1;
+  dimacs @2;
+  tptp @3;
+}
+
+enum Strategy {
+  firstWins @0; # the first decisive answer wins; every other attempt is preempted
+  all @1;       # every attempt runs to completion (cross-checking)
+  quorum @2;    # stop as soon as `quorum` provers agree on a decisive answer
+}
+
+struct SolveRequest {
+  schemaVersion @0 :UInt16 = 1;
+  goalId @1 :Text;           # the caller's id, echoed in the outcome and in logs
+  content @2 :Data;          # the problem text
+  format @3 :Format = auto;
+  provers @4 :List(Text);    # empty: every installed prover that reads the format
+  strategy @5 :Strategy = firstWins;
+  quorum @6 :UInt8 = 2;      # agreeing provers needed by `quorum`
+  timeoutMs @7 :UInt32 = 0;  # 0: the server's default; capped at the server's maximum
+}
+
+enum CancelCause {
+  client @0;        # cancel() was called; the message is the caller's reason
+  tokenDropped @1;  # every reference to the token was released while no result() waited
+  disconnected @2;  # the caller's connection closed or its process died
+  timeout @3;       # the solve's deadline passed
+  shutdown @4;      # the server is stopping
+  preempted @5;     # another attempt decided the race; the message names it
+}
+
+struct CancelReason {
+  cause @0 :CancelCause;
+  message @1 :Text;          # e.g. "preempted by z3", or the caller's own words
+}
+
+enum ErrorKind {
+  invalidRequest @0;     # the request contradicts itself (bad quorum, repeated prover, no content)
+  unknownProver @1;      # a named prover is not in this server's registry
+  proverUnavailable @2;  # a named prover is known but not installed here
+  unsupportedFormat @3;  # the format was not recognised, or a named prover cannot read it
+  requestTooLarge @4;    # the content exceeds the server's limit
+  invalidInput @5;       # the provers rejected the problem text; the message is theirs
+  proverError @6;        # every attempt failed
+  systemError @7;        # the server could not run the attempts
+  noProver @8;           # no installed prover reads the format
+}
+
+struct Error {
+  kind @0 :ErrorKind;
+  message @1 :Text;
+}
+
+struct SolveOutcome {
+  schemaVersion @0 :UInt16 = 1;
+  solveId @1 :Text;          # the server's id for this solve, as in its logs
+  goalId @2 :Text;
+  verdict :union {
+    unknown @3 :Void;        # no attempt was decisive
+    proved @4 :Void;         # unsat, TPTP Theorem / Unsatisfiable / ContradictoryAxioms
+    refuted @5 :Void;        # sat, TPTP CounterSatisfiable / Satisfiable
+    timeout @6 :Void;        # the deadline passed before a decision
+    cancelled @7 :CancelReason;
+    error @8 :Error;
+  }
+  winner @9 :Text;           # the prover whose answer decided; empty when none did
+  strategy @10 :Strategy;
+  format @11 :Format;        # the format the content was read as
+  attempts @12 :List(Attempt);
+  disagreement @13 :Bool;    # decisive answers contradicted each other (never hidden)
+  elapsedUs @14 :UInt64;     # solve accepted to every attempt reaped
+}
+
+enum AttemptOutcome {
+  # The echidna host's eight cases, then `cancelled`.
+  proved @0;
+  noProofFound @1;           # includes a definite `sat` / CounterSatisfiable: see `answer`
+  invalidInput @2;
+  unsupportedFeature @3;
+  timeout @4;
+  inconsistentPremises @5;
+  proverError @6;
+  systemError @7;
+  cancelled @8;              # stopped by the race; `stop` says why and how fast
+}
+
+enum Answer {
+  none @0;                   # the prover gave no answer
+  proved @1;
+  refuted @2;
+  unknown @3;                # the prover gave up or ran out of resources
+}
+
+struct Stop {
+  reason @0 :CancelReason;
+  latencyUs @1 :UInt64;      # trigger (cancel called, winner found, deadline) to process reaped
+  escalated @2 :Bool;        # SIGKILL was needed after the SIGTERM grace period
+}
+
+struct Attempt {
+  prover @0 :Text;
+  outcome @1 :AttemptOutcome;
+  answer @2 :Answer;
+  status @3 :Text;           # the prover's own status line, e.g. "unsat", "SZS status Theorem"
+  message @4 :Text;          # the prover's error message, when it gave one
+  stop @5 :Stop;             # set only when the race stopped this attempt
+  elapsedUs @6 :UInt64;      # started to reaped
+  exit :union {
+    notStarted @7 :Void;
+    code @8 :Int32;
+    signal @9 :Int32;
+  }
+  outputTail @10 :Text;      # the last bytes of its combined stdout and stderr
+  outputBytes @11 :UInt64;   # everything it wrote, including what the tail dropped
+}
+
+struct SolveStatus {
+  solveId @0 :Text;
+  state @1 :State;
+  enum State {
+    running @0;              # attempts are in flight
+    cancelling @1;           # the race was decided or cancelled; losers are being stopped
+    finished @2;             # every attempt is reaped: result() answers at once
+  }
+  cancelReason @2 :CancelReason;  # set when the race was cancelled, by whatever cause
+  winner @3 :Text;
+  elapsedUs @4 :UInt64;
+  attempts @5 :List(AttemptStatus);
+}
+
+struct AttemptStatus {
+  prover @0 :Text;
+  state @1 :State;
+  enum State {
+    starting @0;
+    running @1;
+    stopping @2;             # signalled, not yet reaped
+    finished @3;
+  }
+  outcome @2 :AttemptOutcome;  # meaningful once finished
+  elapsedUs @3 :UInt64;
+  outputBytes @4 :UInt64;      # progress: output written so far
+}
+
+struct ProverInfo {
+  name @0 :Text;
+  version @1 :Text;          # as the binary reports it; empty when not installed
+  formats @2 :List(Format);
+  available @3 :Bool;        # installed on this server
+}
