@@ -1,0 +1,50 @@
+"""The Python client for proofrace.
+
+    async with Client.connect("127.0.0.1:7340") as client:
+        job = await client.solve(problem_text, provers=["z3", "cvc5"], time_limit=30)
+        async with job:                     # leaving early cancels the solve
+            outcome = await job.result()
+
+Calls must run inside pycapnp's loop: `asyncio.run(capnp.run(main()))`. For scripts,
+`proofrace.client.sync.solve(address, text)` does all of it.
+"""
+
+from proofrace.client.address import Address
+from proofrace.client.connection import Client
+from proofrace.client.job import Job
+from proofrace.core.model import (
+    Answer,
+    AttemptOutcome,
+    AttemptResult,
+    CancelCause,
+    CancelReason,
+    ErrorKind,
+    Format,
+    ProverInfo,
+    SolveError,
+    SolveOutcome,
+    SolveState,
+    SolveStatus,
+    Strategy,
+    Verdict,
+)
+
+__all__ = [
+    "Address",
+    "Answer",
+    "AttemptOutcome",
+    "AttemptResult",
+    "CancelCause",
+    "CancelReason",
+    "Client",
+    "ErrorKind",
+    "Format",
+    "Job",
+    "ProverInfo",
+    "SolveError",
+    "SolveOutcome",
+    "SolveState",
+    "SolveStatus",
+    "Strategy",
+    "Verdict",
+]

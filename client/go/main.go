@@ -1,0 +1,329 @@
+// Command proofrace-go is a smoke client for the proofrace Dispatcher.
+//
+//	proofrace-go solve ADDR FILE [prover...]
+//	proofrace-go cancel-pipelined ADDR FILE REASON [prover...]
+//	proofrace-go drop ADDR FILE [prover...]
+//
+// It prints key=value lines on stdout so that scripts and tests can read them.
+// Exit status: 0 when the server answered, 1 on an RPC or I/O failure, 2 on bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"capnproto.org/go/capnp/v3/rpc"
+
+	"proofrace/client/go/internal/schema"
+)
+
+const usage = `usage:
+  proofrace-go solve ADDR FILE [prover...]
+  proofrace-go cancel-pipelined ADDR FILE REASON [prover...]
+  proofrace-go drop ADDR FILE [prover...]`
+
+// How long `drop` polls status() for the race to be running before giving up.
+const runningDeadline = 30 * time.Second
+
+func main() {
+	args := os.Args[1:]
+	if len(args) < 3 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, addr, file := args[0], args[1], args[2]
+	rest := args[3:]
+
+	var run func(context.Context, schema.Dispatcher, []byte) error
+	switch cmd {
+	case "solve":
+		run = func(ctx context.Context, d schema.Dispatcher, content []byte) error {
+			return solve(ctx, d, goalID(file), content, rest)
+		}
+	case "cancel-pipelined":
+		if len(rest) < 1 {
+			fmt.Fprintln(os.Stderr, usage)
+			os.Exit(2)
+		}
+		reason := rest[0]
+		run = func(ctx context.Context, d schema.Dispatcher, content []byte) error {
+			return cancelPipelined(ctx, d, goalID(file), content, reason, rest[1:])
+		}
+	case "drop":
+		run = func(ctx context.Context, d schema.Dispatcher, content []byte) error {
+			return drop(ctx, d, goalID(file), content, rest)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+
+	content, err := os.ReadFile(file)
+	if err != nil {
+		fail(err)
+	}
+	if err := withDispatcher(addr, func(ctx context.Context, d schema.Dispatcher) error {
+		return run(ctx, d, content)
+	}); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "proofrace-go:", err)
+	os.Exit(1)
+}
+
+func goalID(file string) string {
+	return "proofrace-go:" + filepath.Base(file)
+}
+
+// withDispatcher connects, runs f with the server's bootstrap capability and
+// closes the connection afterwards. Closing is what a server sees as
+// `disconnected`, so f must have finished with every race before returning.
+func withDispatcher(addr string, f func(context.Context, schema.Dispatcher) error) error {
+	ctx := context.Background()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	conn := rpc.NewConn(rpc.NewStreamTransport(nc), nil)
+	defer conn.Close()
+
+	d := schema.Dispatcher(conn.Bootstrap(ctx))
+	defer d.Release()
+	return f(ctx, d)
+}
+
+// startSolve sends solve() and returns its pending answer; the token in it can
+// be called at once (pipelining), before the server has answered.
+func startSolve(ctx context.Context, d schema.Dispatcher, goal string, content []byte, provers []string) (schema.Dispatcher_solve_Results_Future, func()) {
+	fut, release := d.Solve(ctx, func(p schema.Dispatcher_solve_Params) error {
+		req, err := p.NewRequest()
+		if err != nil {
+			return err
+		}
+		if err := req.SetGoalId(goal); err != nil {
+			return err
+		}
+		if err := req.SetContent(content); err != nil {
+			return err
+		}
+		list, err := req.NewProvers(int32(len(provers)))
+		if err != nil {
+			return err
+		}
+		for i, name := range provers {
+			if err := list.Set(i, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return fut, release
+}
+
+func solve(ctx context.Context, d schema.Dispatcher, goal string, content []byte, provers []string) error {
+	fut, release := startSolve(ctx, d, goal, content, provers)
+	defer release()
+	// result() is pipelined on the token: one round trip for the whole solve.
+	res, releaseRes := fut.Token().Result(ctx, nil)
+	defer releaseRes()
+	out, err := res.Struct()
+	if err != nil {
+		return err
+	}
+	o, err := out.Outcome()
+	if err != nil {
+		return err
+	}
+	return printOutcome(o)
+}
+
+func cancelPipelined(ctx context.Context, d schema.Dispatcher, goal string, content []byte, reason string, provers []string) error {
+	fut, release := startSolve(ctx, d, goal, content, provers)
+	defer release()
+	tok := fut.Token()
+
+	// The cancel is queued behind solve() on the same connection and targets
+	// the promised answer, so it reaches the race while solve() has not returned.
+	cancel, releaseCancel := tok.Cancel(ctx, func(p schema.CancelToken_cancel_Params) error {
+		return p.SetReason(reason)
+	})
+	defer releaseCancel()
+	fmt.Printf("cancel_before_return=%t\n", !isDone(fut.Done()))
+
+	// Wait for the cancel's own answer: a call whose promise is dropped at once
+	// may never run on the server.
+	cres, err := cancel.Struct()
+	if err != nil {
+		return fmt.Errorf("cancel: %w", err)
+	}
+	st, err := cres.Status()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("cancel_state=%s\n", st.State())
+
+	res, releaseRes := tok.Result(ctx, nil)
+	defer releaseRes()
+	out, err := res.Struct()
+	if err != nil {
+		return fmt.Errorf("result: %w", err)
+	}
+	o, err := out.Outcome()
+	if err != nil {
+		return err
+	}
+	return printOutcome(o)
+}
+
+func drop(ctx context.Context, d schema.Dispatcher, goal string, content []byte, provers []string) error {
+	fut, release := startSolve(ctx, d, goal, content, provers)
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	tok := fut.Token()
+
+	solveID, err := waitRunning(ctx, tok)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("solve_id=%s\n", solveID)
+
+	// The token is only borrowed from the solve() answer: releasing that answer
+	// releases the last reference, and the server sees the Release message.
+	droppedAt := time.Now().UnixNano()
+	release()
+	released = true
+	fmt.Printf("dropped_at_ns=%d\n", droppedAt)
+
+	// Messages on one connection are handled in order, so once this answer
+	// arrives the server has processed the Release as well.
+	pv, releasePv := d.Provers(ctx, nil)
+	defer releasePv()
+	pres, err := pv.Struct()
+	if err != nil {
+		return fmt.Errorf("provers: %w", err)
+	}
+	list, err := pres.Provers()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("provers=%d\n", list.Len())
+	return nil
+}
+
+// waitRunning polls status() until the race is running with at least one
+// attempt actually started, and returns the solve id.
+func waitRunning(ctx context.Context, tok schema.CancelToken) (string, error) {
+	deadline := time.Now().Add(runningDeadline)
+	for {
+		id, running, err := snapshot(ctx, tok)
+		if err != nil {
+			return "", fmt.Errorf("status: %w", err)
+		}
+		if running {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("the race did not reach the running state in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func snapshot(ctx context.Context, tok schema.CancelToken) (id string, running bool, err error) {
+	fut, release := tok.Status(ctx, nil)
+	defer release()
+	res, err := fut.Struct()
+	if err != nil {
+		return "", false, err
+	}
+	st, err := res.Status()
+	if err != nil {
+		return "", false, err
+	}
+	if id, err = st.SolveId(); err != nil {
+		return "", false, err
+	}
+	if st.State() != schema.SolveStatus_State_running {
+		if st.State() == schema.SolveStatus_State_finished {
+			return id, false, errors.New("the race finished before it could be dropped")
+		}
+		return id, false, nil
+	}
+	attempts, err := st.Attempts()
+	if err != nil {
+		return "", false, err
+	}
+	for i := 0; i < attempts.Len(); i++ {
+		if attempts.At(i).State() == schema.AttemptStatus_State_running {
+			return id, true, nil
+		}
+	}
+	return id, false, nil
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func printOutcome(o schema.SolveOutcome) error {
+	solveID, _ := o.SolveId()
+	goal, _ := o.GoalId()
+	winner, _ := o.Winner()
+	fmt.Printf("solve_id=%s\ngoal_id=%s\n", solveID, goal)
+
+	v := o.Verdict()
+	fmt.Printf("verdict=%s\n", v.Which())
+	switch v.Which() {
+	case schema.SolveOutcome_verdict_Which_cancelled:
+		r, err := v.Cancelled()
+		if err != nil {
+			return err
+		}
+		msg, _ := r.Message_() // capnpc-go renames `message`: Message() is the capnp.Message
+		fmt.Printf("cause=%s\nmessage=%s\n", r.Cause(), oneLine(msg))
+	case schema.SolveOutcome_verdict_Which_error:
+		e, err := v.Error()
+		if err != nil {
+			return err
+		}
+		msg, _ := e.Message_()
+		fmt.Printf("error_kind=%s\nmessage=%s\n", e.Kind(), oneLine(msg))
+	}
+	fmt.Printf("winner=%s\n", winner)
+
+	attempts, err := o.Attempts()
+	if err != nil {
+		return err
+	}
+	parts := make([]string, 0, attempts.Len())
+	for i := 0; i < attempts.Len(); i++ {
+		a := attempts.At(i)
+		name, _ := a.Prover()
+		parts = append(parts, name+":"+a.Outcome().String())
+	}
+	fmt.Printf("attempts=%s\nelapsed_us=%d\n", strings.Join(parts, ","), o.ElapsedUs())
+	return nil
+}
+
+// oneLine keeps every value on its own key=value line.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r", " "), "\n", " ")
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# mypy over the `proofrace` package as it is installed. The package is assembled from several
+# folders (server/, client/python, schemas/), so give mypy a link tree with the installed shape.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tree="$root/build/typecheck"
+rm -rf "$tree" && mkdir -p "$tree/proofrace"
+for entry in "$root"/server/proofrace/*; do ln -s "$entry" "$tree/proofrace/"; done
+ln -s "$root/client/python" "$tree/proofrace/client"
+ln -s "$root/schemas" "$tree/proofrace/schemas"
+cd "$tree"
+exec "${PYTHON:-python}" -m mypy --config-file "$root/pyproject.toml" -p proofrace

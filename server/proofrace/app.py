@@ -1,0 +1,108 @@
+"""Assembling and running a server: backends, races, wire, metrics; and stopping it cleanly.
+
+Shutdown order (SIGTERM or SIGINT): report unhealthy and refuse new solves, stop accepting,
+cancel every race with reason `shutdown` and wait until every prover is reaped, close the
+connections, then release the orphan guard. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import capnp
+import structlog
+
+from proofrace import __version__
+from proofrace.backends.local import LocalBackend, LocalSettings
+from proofrace.backends.registry import Registry
+from proofrace.backends.watchdog import OrphanGuard
+from proofrace.config import Settings, split_host_port
+from proofrace.observe.http import MetricsEndpoint
+from proofrace.observe.metrics import Metrics
+from proofrace.observe.telemetry import Telemetry
+from proofrace.race.plan import RaceLimits
+from proofrace.race.service import RaceService
+from proofrace.wire.listener import RpcListener
+
+_log = structlog.get_logger("proofrace")
+
+
+async def serve(settings: Settings) -> None:
+    registry = Registry.load([Path(settings.provers_file)] if settings.provers_file else [])
+    registry.probe()
+    temp_root = Path(
+        tempfile.mkdtemp(prefix=f"proofrace-{os.getpid()}-", dir=settings.temp_dir or None)
+    )
+    guard = OrphanGuard.start(temp_root)
+    metrics = Metrics()
+    metrics.info.info({"version": __version__})
+    backend = LocalBackend(
+        registry,
+        LocalSettings(
+            memory_bytes=settings.memory_limit_mb * 1024 * 1024,
+            grace_seconds=settings.grace_s,
+            output_tail_bytes=settings.output_tail_bytes,
+        ),
+        guard,
+        temp_root,
+    )
+    service = RaceService(
+        backend,
+        Telemetry(metrics),
+        RaceLimits(
+            max_request_bytes=settings.max_request_bytes,
+            default_timeout_s=settings.default_timeout_s,
+            max_timeout_s=settings.max_timeout_s,
+        ),
+    )
+    listener = RpcListener(
+        service,
+        # Room for the largest accepted problem twice over, plus the message's own structure;
+        # anything larger is refused by Cap'n Proto before it reaches us.
+        traversal_limit_words=(settings.max_request_bytes // 8) * 2 + (1 << 20),
+        on_connections=metrics.connections.inc,
+    )
+    endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: service.accepting)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        endpoints = [await listener.listen_tcp(*split_host_port(e)) for e in settings.listen]
+        if settings.unix:
+            endpoints.append(listener.listen_unix(settings.unix))
+        metrics_port = (
+            await endpoint.start(*split_host_port(settings.metrics)) if settings.metrics else None
+        )
+        _log.info(
+            "server.ready",
+            version=__version__,
+            rpc=[str(e) for e in endpoints],
+            metrics_port=metrics_port,
+            provers=[i.name for i in registry.info() if i.available],
+            pid=os.getpid(),
+        )
+        await stop.wait()
+        _log.info("server.stopping", in_flight=service.in_flight)
+    finally:
+        await listener.stop_accepting()
+        await service.shutdown()
+        await listener.close_connections()
+        await endpoint.close()
+        guard.close()
+        shutil.rmtree(temp_root, ignore_errors=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        _log.info("server.stopped")
+
+
+def run(settings: Settings) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(capnp.run(serve(settings)))

@@ -1,0 +1,173 @@
+"""The local backend: each attempt is a prover process on this machine."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from proofrace.backends.process import Limits, ProcessReport, supervise
+from proofrace.backends.registry import Registry
+from proofrace.backends.verdicts import Finding, Match, OutputScanner
+from proofrace.backends.watchdog import OrphanGuard
+from proofrace.core.cancel import CancelScope
+from proofrace.core.formats import FILE_SUFFIX
+from proofrace.core.model import (
+    Answer,
+    AttemptOutcome,
+    AttemptResult,
+    CancelCause,
+    Exit,
+    Problem,
+    ProverInfo,
+    Stop,
+)
+from proofrace.core.progress import AttemptProgress
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    memory_bytes: int = 8 * 1024**3
+    grace_seconds: float = 0.2
+    output_tail_bytes: int = 16 * 1024
+
+
+class LocalBackend:
+    def __init__(
+        self, registry: Registry, settings: LocalSettings, guard: OrphanGuard, temp_root: Path
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._guard = guard
+        self._temp_root = temp_root
+
+    def catalog(self) -> list[ProverInfo]:
+        return self._registry.info()
+
+    async def run(
+        self,
+        prover: str,
+        problem: Problem,
+        *,
+        timeout_s: float,
+        scope: CancelScope,
+        progress: AttemptProgress,
+    ) -> AttemptResult:
+        spec = self._registry.specs[prover]
+        if scope.cancelled:
+            return _never_started(prover, scope)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{prover}-", dir=self._temp_root))
+        try:
+            input_name = "problem" + FILE_SUFFIX[problem.format]
+            (workdir / input_name).write_bytes(problem.content)
+            scanner = OutputScanner(spec.rules, self._settings.output_tail_bytes)
+            progress.output_bytes = lambda: scanner.total_bytes
+            limits = Limits(
+                cpu_seconds=math.ceil(timeout_s) + 1,
+                memory_bytes=self._settings.memory_bytes,
+                grace_seconds=self._settings.grace_seconds,
+            )
+            try:
+                report = await supervise(
+                    spec.argv(input_name),
+                    cwd=workdir,
+                    env=self._environment(workdir),
+                    limits=limits,
+                    scope=scope,
+                    output=scanner,
+                    guard=self._guard,
+                    on_spawn=progress.started,
+                    on_stopping=progress.stopping,
+                )
+            except OSError as e:
+                return AttemptResult(
+                    prover,
+                    AttemptOutcome.SYSTEM_ERROR,
+                    message=f"could not start {spec.executable}: {e.strerror or e}",
+                )
+            return _classify(prover, report, scanner)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _environment(self, workdir: Path) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir),
+            "LANG": "C.UTF-8",
+            **self._guard.environment,
+        }
+
+
+def _never_started(prover: str, scope: CancelScope) -> AttemptResult:
+    assert scope.reason is not None
+    called = scope.called_ns or time.monotonic_ns()
+    stop = Stop(scope.reason, latency_ns=time.monotonic_ns() - called, escalated=False)
+    return AttemptResult(prover, _stopped_outcome(stop), stop=stop)
+
+
+def _stopped_outcome(stop: Stop) -> AttemptOutcome:
+    if stop.reason.cause is CancelCause.TIMEOUT:
+        return AttemptOutcome.TIMEOUT
+    return AttemptOutcome.CANCELLED
+
+
+_ANSWER_OF = {
+    Finding.PROVED: (AttemptOutcome.PROVED, Answer.PROVED),
+    Finding.INCONSISTENT_PREMISES: (AttemptOutcome.INCONSISTENT_PREMISES, Answer.PROVED),
+    Finding.REFUTED: (AttemptOutcome.NO_PROOF_FOUND, Answer.REFUTED),
+    Finding.UNKNOWN: (AttemptOutcome.NO_PROOF_FOUND, Answer.UNKNOWN),
+    Finding.TIMEOUT: (AttemptOutcome.TIMEOUT, Answer.UNKNOWN),
+}
+_ERROR_OF = {
+    Finding.INVALID_INPUT: AttemptOutcome.INVALID_INPUT,
+    Finding.UNSUPPORTED_FEATURE: AttemptOutcome.UNSUPPORTED_FEATURE,
+    Finding.PROVER_ERROR: AttemptOutcome.PROVER_ERROR,
+}
+
+
+def _classify(prover: str, report: ProcessReport, scanner: OutputScanner) -> AttemptResult:
+    answer: Match | None = scanner.answer
+    said = _ANSWER_OF[answer.finding][1] if answer else Answer.NONE
+    base = AttemptResult(
+        prover,
+        AttemptOutcome.PROVER_ERROR,
+        answer=said,
+        status=answer.line if answer else "",
+        elapsed_ns=report.reaped_ns - report.started_ns,
+        exit=report.exit,
+        output_tail=scanner.tail,
+        output_bytes=scanner.total_bytes,
+    )
+    # A prover that finished with a decisive answer of its own before the signal could land
+    # was not preempted: its answer stands.
+    finished_alone = report.exit.code is not None and said.decisive and scanner.error is None
+    if report.preemption is not None and not finished_alone:
+        p = report.preemption
+        stop = Stop(p.reason, latency_ns=report.reaped_ns - p.trigger_ns, escalated=p.escalated)
+        return replace(base, outcome=_stopped_outcome(stop), stop=stop)
+    if scanner.error is not None:
+        return replace(
+            base, outcome=_ERROR_OF[scanner.error.finding], message=scanner.error.message
+        )
+    if answer is not None:
+        return replace(base, outcome=_ANSWER_OF[answer.finding][0])
+    if report.cpu_limited:
+        return replace(base, outcome=AttemptOutcome.TIMEOUT, message="CPU time limit reached")
+    return replace(base, message=_failure_message(report.exit, scanner))
+
+
+def _failure_message(exit_status: Exit, scanner: OutputScanner) -> str:
+    if exit_status.signal is not None:
+        how = f"killed by {signal.Signals(exit_status.signal).name}"
+    elif exit_status.code:
+        how = f"exited with code {exit_status.code}"
+    else:
+        how = "exited without an answer"
+    last = scanner.tail.strip().splitlines()[-1:] if scanner.tail.strip() else []
+    return f"{how}: {last[0]}" if last else how

@@ -1,0 +1,134 @@
+"""The declarative prover registry: argv, formats and verdict rules, loaded from TOML."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from proofrace.backends.verdicts import Finding, Rule
+from proofrace.core.model import Format, ProverInfo
+
+INPUT_PLACEHOLDER = "{input}"
+_VERSION_TIMEOUT_S = 5.0
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the prover and the field."""
+
+
+@dataclass(frozen=True)
+class ProverSpec:
+    name: str
+    command: tuple[str, ...]
+    formats: frozenset[Format]
+    rules: tuple[Rule, ...]
+    version_command: tuple[str, ...] = ()
+    version_pattern: str = ""
+
+    def argv(self, input_name: str) -> list[str]:
+        return [part.replace(INPUT_PLACEHOLDER, input_name) for part in self.command]
+
+    @property
+    def executable(self) -> str:
+        return self.command[0]
+
+
+@dataclass
+class Registry:
+    specs: dict[str, ProverSpec]
+    _info: dict[str, ProverInfo] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, extra_files: Iterable[Path] = ()) -> Registry:
+        """The built-in registry, extended (or overridden, table by table) by `extra_files`."""
+        builtin = resources.files("proofrace.backends").joinpath("provers.toml").read_text()
+        specs = parse(tomllib.loads(builtin), origin="built-in registry")
+        for path in extra_files:
+            specs.update(parse(tomllib.loads(path.read_text()), origin=str(path)))
+        return cls(specs)
+
+    def probe(self) -> None:
+        """Find which provers are installed, and their versions (once, at start-up)."""
+        self._info = {name: _probe(spec) for name, spec in self.specs.items()}
+
+    def info(self) -> list[ProverInfo]:
+        if not self._info:
+            self.probe()
+        return [self._info[name] for name in sorted(self._info)]
+
+    def available(self, name: str) -> bool:
+        return any(i.name == name and i.available for i in self.info())
+
+
+def parse(document: Mapping[str, Any], *, origin: str) -> dict[str, ProverSpec]:
+    return {name: _parse_one(name, table, origin) for name, table in document.items()}
+
+
+def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
+    where = f"{origin}: prover {name!r}"
+    if not isinstance(table, dict):
+        raise RegistryError(f"{where}: expected a table")
+    command = table.get("command")
+    if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
+        raise RegistryError(f"{where}: 'command' must be a non-empty list of strings")
+    if not any(INPUT_PLACEHOLDER in part for part in command):
+        raise RegistryError(f"{where}: 'command' must contain {INPUT_PLACEHOLDER}")
+    try:
+        formats = frozenset(Format(f) for f in table.get("formats", []))
+    except ValueError as e:
+        raise RegistryError(f"{where}: {e}") from None
+    if not formats or Format.AUTO in formats:
+        raise RegistryError(f"{where}: 'formats' must list smtlib2, dimacs or tptp")
+    rules = []
+    for entry in table.get("rules", []):
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise RegistryError(f"{where}: each rule is [regex, finding]")
+        pattern, finding = entry
+        try:
+            rules.append(Rule(re.compile(pattern), Finding(finding)))
+        except (re.error, ValueError) as e:
+            raise RegistryError(f"{where}: rule {entry!r}: {e}") from None
+    if not any(rule.finding.is_answer for rule in rules):
+        raise RegistryError(f"{where}: 'rules' must recognise at least one answer")
+    return ProverSpec(
+        name=name,
+        command=tuple(command),
+        formats=formats,
+        rules=tuple(rules),
+        version_command=tuple(table.get("version", ())),
+        version_pattern=str(table.get("version_pattern", "")),
+    )
+
+
+def _probe(spec: ProverSpec) -> ProverInfo:
+    formats = tuple(sorted(spec.formats, key=lambda f: f.value))
+    if shutil.which(spec.executable) is None:
+        return ProverInfo(spec.name, "", formats, available=False)
+    return ProverInfo(spec.name, _version(spec), formats, available=True)
+
+
+def _version(spec: ProverSpec) -> str:
+    if not spec.version_command:
+        return ""
+    try:
+        done = subprocess.run(
+            spec.version_command,
+            capture_output=True,
+            timeout=_VERSION_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    text = (done.stdout + done.stderr).decode(errors="replace")
+    if spec.version_pattern:
+        match = re.search(spec.version_pattern, text, re.MULTILINE)
+        return match.group(1) if match else ""
+    return text.strip().splitlines()[0] if text.strip() else ""

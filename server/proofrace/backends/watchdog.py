@@ -1,0 +1,120 @@
+"""The orphan guard: no prover outlives the server, even one killed with SIGKILL.
+
+A small helper process, started with the server, holds the read end of a pipe. The server
+writes the process group of every attempt it starts (+pgid) and ends (-pgid). When the pipe
+reaches end-of-file, the server is gone, however it died: the guard kills every group still
+registered, then every process carrying the server's environment marker (this closes the
+window between fork and registration), and removes the server's temporary directory.
+
+Run as `python -m proofrace.backends.watchdog MARKER TEMP_ROOT`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+MARKER_VARIABLE = "PROOFRACE_OWNER"
+
+
+class OrphanGuard:
+    def __init__(self, process: subprocess.Popen[bytes], marker: str) -> None:
+        self._process = process
+        self.marker = marker
+        self._broken = False
+
+    @classmethod
+    def start(cls, temp_root: Path) -> OrphanGuard:
+        marker = f"{os.getpid()}-{secrets.token_hex(6)}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proofrace.backends.watchdog", marker, str(temp_root)],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C meant for the server must not reach it
+        )
+        return cls(process, marker)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Variables every attempt's process carries, so the guard can find it by them."""
+        return {MARKER_VARIABLE: self.marker}
+
+    def register(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def unregister(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """Called after every attempt is reaped: the guard then finds nothing to kill."""
+        if self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def _send(self, line: str) -> None:
+        stdin = self._process.stdin
+        if stdin is None or self._broken:
+            return
+        try:
+            stdin.write(line.encode())
+            stdin.flush()
+        except OSError:
+            # The guard died; attempts still get reaped by the server itself.
+            self._broken = True
+
+
+def _marked_processes(marker: str) -> Iterator[int]:
+    needle = f"{MARKER_VARIABLE}={marker}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            yield int(entry.name)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    marker, temp_root = argv
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # only the end of the pipe ends the guard
+    groups: set[int] = set()
+    for raw in sys.stdin.buffer:
+        line = raw.strip()
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+    for pgid in groups:
+        _kill_group(pgid)
+    for pid in _marked_processes(marker):
+        try:
+            _kill_group(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(temp_root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

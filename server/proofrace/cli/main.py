@@ -1,0 +1,62 @@
+"""`proofrace serve | solve | provers`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from proofrace import __version__
+from proofrace.config import DEFAULT_PORT
+
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proofrace",
+        description="Race theorem provers on one problem; the first decisive answer wins.",
+    )
+    parser.add_argument("--version", action="version", version=f"proofrace {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--config", help="TOML settings file ([server] table)")
+    serve.add_argument("--listen", action="append", help="host:port for Cap'n Proto (repeatable)")
+    serve.add_argument("--unix", help="also listen on this Unix socket path (created 0600)")
+    serve.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
+    serve.add_argument("--provers-file", help="TOML registry adding or replacing provers")
+    serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    solve = commands.add_parser("solve", help="solve a problem file on a running service")
+    solve.add_argument("file", help="problem file (SMT-LIB2, DIMACS or TPTP); - for stdin")
+    solve.add_argument("--addr", default=DEFAULT_ADDRESS, help="host:port or unix:/path")
+    solve.add_argument("--prover", action="append", default=[], help="repeatable; default: all")
+    solve.add_argument("--strategy", default="firstWins", choices=["firstWins", "all", "quorum"])
+    solve.add_argument("--quorum", type=int, default=2)
+    solve.add_argument("--timeout", type=float, help="seconds (default: the server's)")
+    solve.add_argument("--format", default="auto", choices=["auto", "smtlib2", "dimacs", "tptp"])
+    solve.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    provers = commands.add_parser("provers", help="list the provers a service knows")
+    provers.add_argument("--addr", default=DEFAULT_ADDRESS, help="host:port or unix:/path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from proofrace.cli.serve import run_serve
+
+        return run_serve(args)
+    if args.command == "solve":
+        from proofrace.cli.solve import run_solve
+
+        return run_solve(args)
+    from proofrace.cli.provers import run_provers
+
+    return run_provers(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`proofrace solve FILE`: a live per-prover display, Ctrl-C cancels through the token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import enum
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import capnp
+
+from proofrace.client import Client, Job
+from proofrace.core.model import (
+    AttemptResult,
+    Format,
+    SolveOutcome,
+    SolveStatus,
+    Strategy,
+    Verdict,
+)
+
+_REFRESH_S = 0.1
+EXIT_DECIDED, EXIT_UNDECIDED, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def run_solve(args: argparse.Namespace) -> int:
+    try:
+        content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as error:
+        print(f"proofrace solve: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        code: int = asyncio.run(capnp.run(_solve(args, content)))
+    except (OSError, ConnectionError) as error:
+        print(f"proofrace solve: cannot reach {args.addr}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+async def _solve(args: argparse.Namespace, content: bytes) -> int:
+    async with Client.connect(args.addr) as client:
+        job = await client.solve(
+            content,
+            provers=args.prover,
+            format=Format(args.format),
+            strategy=Strategy(args.strategy),
+            quorum=args.quorum,
+            time_limit=args.timeout,
+        )
+        display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
+        interrupted = await _follow(job, display)
+        outcome = await job.result()
+        display.clear()
+    if args.json:
+        print(json.dumps(_jsonable(outcome), indent=2))
+    else:
+        print(render_outcome(outcome, interrupted_at=interrupted))
+    return exit_code(outcome)
+
+
+async def _follow(job: Job, display: _Display) -> float | None:
+    """Show progress until the result is in; returns when Ctrl-C was pressed, if it was."""
+    loop = asyncio.get_running_loop()
+    result = asyncio.ensure_future(job.result())
+    interrupted: float | None = None
+    cancelling: asyncio.Task[Any] | None = None
+
+    def on_interrupt() -> None:
+        nonlocal interrupted, cancelling
+        if interrupted is None:
+            interrupted = time.monotonic()
+            cancelling = loop.create_task(job.cancel("interrupted from the terminal (Ctrl-C)"))
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        while not result.done():
+            if display.live:
+                display.show(await job.status())
+            await asyncio.wait({result}, timeout=_REFRESH_S)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if cancelling is not None:
+        await cancelling
+    return interrupted
+
+
+class _Display:
+    def __init__(self, out: TextIO, live: bool) -> None:
+        self._out = out
+        self.live = live
+        self._lines = 0
+
+    def show(self, status: SolveStatus) -> None:
+        self.clear()
+        lines = [f"solve {status.solve_id}  {status.state.value}  {_ms(status.elapsed_ns)}"]
+        for a in status.attempts:
+            state = a.outcome.value if a.outcome else a.state.value
+            lines.append(
+                f"  {a.prover:<10} {state:<14} {_ms(a.elapsed_ns):>10}  {a.output_bytes} B out"
+            )
+        self._out.write("\n".join(lines) + "\n")
+        self._out.flush()
+        self._lines = len(lines)
+
+    def clear(self) -> None:
+        if self._lines:
+            self._out.write(f"\x1b[{self._lines}F\x1b[J")
+            self._lines = 0
+
+
+def render_outcome(outcome: SolveOutcome, interrupted_at: float | None = None) -> str:
+    head = f"verdict: {outcome.verdict.value}"
+    if outcome.winner:
+        head += f" (winner: {outcome.winner})"
+    if outcome.cancel_reason is not None:
+        head += f": {outcome.cancel_reason}"
+    if outcome.error is not None:
+        head += f": {outcome.error.kind.value}: {outcome.error.message}"
+    head += f"  [{_ms(outcome.elapsed_ns)}]"
+    if outcome.disagreement:
+        head += "\nWARNING: provers gave contradictory decisive answers"
+    lines = [head, *(_render_attempt(a) for a in outcome.attempts)]
+    return "\n".join(lines)
+
+
+def _render_attempt(a: AttemptResult) -> str:
+    line = f"  {a.prover:<10} {a.outcome.value:<20} {_ms(a.elapsed_ns):>10}"
+    if a.status:
+        line += f"  {a.status}"
+    if a.stop is not None:
+        line += f"  {a.stop.reason}; stopped {_ms(a.stop.latency_ns)} after the trigger"
+        if a.stop.escalated:
+            line += " (needed SIGKILL)"
+    elif a.message:
+        line += f"  {a.message}"
+    return line
+
+
+def exit_code(outcome: SolveOutcome) -> int:
+    if outcome.verdict in (Verdict.PROVED, Verdict.REFUTED):
+        return EXIT_DECIDED
+    if outcome.verdict is Verdict.CANCELLED:
+        return EXIT_CANCELLED
+    if outcome.verdict is Verdict.ERROR:
+        return EXIT_ERROR
+    return EXIT_UNDECIDED
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f} ms" if ns < 10_000_000_000 else f"{ns / 1e9:.1f} s"
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

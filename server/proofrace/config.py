@@ -1,0 +1,107 @@
+"""Server settings: built-in defaults, then a TOML file, then PROOFRACE_* variables, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "PROOFRACE_"
+DEFAULT_PORT = 7340
+DEFAULT_METRICS_PORT = 7341
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Settings:
+    # Where the Cap'n Proto service listens: "host:port" entries, and/or a Unix socket path.
+    listen: list[str] = field(default_factory=lambda: [f"127.0.0.1:{DEFAULT_PORT}"])
+    unix: str = ""
+    # Prometheus /metrics and /healthz; "" turns the endpoint off.
+    metrics: str = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
+    # Per-solve deadline when the request gives none (timeoutMs = 0), and the cap on any.
+    default_timeout_s: float = 300.0
+    max_timeout_s: float = 3600.0
+    # SIGTERM to SIGKILL, for a prover that does not stop when asked.
+    grace_s: float = 0.2
+    max_request_bytes: int = 16 * 1024 * 1024
+    output_tail_bytes: int = 16 * 1024
+    # Address-space limit per prover process (RLIMIT_AS), in MiB; 0 for none.
+    memory_limit_mb: int = 8192
+    # A TOML registry whose tables add provers or replace built-in ones.
+    provers_file: str = ""
+    # Parent of the server's scratch directory; "" for the system's temporary directory.
+    temp_dir: str = ""
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | None = None,
+        environ: Mapping[str, str] = os.environ,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        settings = cls()
+        if config_file:
+            try:
+                document = tomllib.loads(Path(config_file).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"{config_file}: {e}") from None
+            settings._apply(document.get("server", document), origin=config_file)
+        from_env = {
+            f.name: environ[ENV_PREFIX + f.name.upper()]
+            for f in dataclasses.fields(cls)
+            if ENV_PREFIX + f.name.upper() in environ
+        }
+        settings._apply(from_env, origin="environment", from_text=True)
+        settings._apply({k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
+        settings._check()
+        return settings
+
+    def _apply(self, values: Mapping[str, Any], origin: str, from_text: bool = False) -> None:
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for name, value in values.items():
+            if name not in fields:
+                raise ConfigError(f"{origin}: unknown setting {name!r}")
+            current = getattr(self, name)
+            try:
+                setattr(self, name, _coerce(value, current, from_text))
+            except (TypeError, ValueError):
+                raise ConfigError(f"{origin}: {name} = {value!r} is not valid") from None
+
+    def _check(self) -> None:
+        if not self.listen and not self.unix:
+            raise ConfigError("nothing to listen on: set listen and/or unix")
+        for entry in [*self.listen, *([self.metrics] if self.metrics else [])]:
+            split_host_port(entry)
+        if self.grace_s < 0 or self.default_timeout_s <= 0 or self.max_timeout_s <= 0:
+            raise ConfigError("timeouts must be positive")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError("log_format is one of auto, json, console")
+
+
+def _coerce(value: Any, current: Any, from_text: bool) -> Any:
+    if isinstance(current, list):
+        if from_text and isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value]
+    if isinstance(current, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    return type(current)(value)
+
+
+def split_host_port(entry: str) -> tuple[str, int]:
+    host, sep, port = entry.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{entry!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)

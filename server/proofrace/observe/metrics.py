@@ -1,0 +1,71 @@
+"""Prometheus metrics, on a registry of their own (one per server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# 100 µs to 10 s: preempting a prover costs from a fraction of a millisecond (minisat) to
+# several (eprover); a stuck one is bounded by the SIGKILL grace period.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.info = Info("proofrace", "Build information", registry=r)
+        self.preemption_latency = Histogram(
+            "proofrace_preemption_latency_seconds",
+            "Trigger (cancel called, winner found, deadline) to the attempt's process reaped",
+            ["reason", "prover"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stop_latency = Histogram(
+            "proofrace_solve_stop_latency_seconds",
+            "Trigger to the last stopped attempt of a solve reaped",
+            ["reason"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.solves = Counter(
+            "proofrace_solves", "Solves finished", ["strategy", "verdict"], registry=r
+        )
+        self.cancellations = Counter(
+            "proofrace_solve_cancellations",
+            "Solves ended early from outside, by cause",
+            ["cause"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "proofrace_attempts", "Attempts finished", ["prover", "outcome"], registry=r
+        )
+        self.wins = Counter(
+            "proofrace_wins", "Races decided by this prover", ["prover"], registry=r
+        )
+        self.solves_in_flight = Gauge(
+            "proofrace_solves_in_flight", "Solves not yet finished", registry=r
+        )
+        self.attempts_in_flight = Gauge(
+            "proofrace_attempts_in_flight", "Prover processes running", registry=r
+        )
+        self.solve_duration = Histogram(
+            "proofrace_solve_duration_seconds",
+            "Solve accepted to every attempt reaped",
+            ["strategy"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.disagreements = Counter(
+            "proofrace_disagreements",
+            "Solves in which decisive answers contradicted each other",
+            registry=r,
+        )
+        self.connections = Gauge("proofrace_connections", "Open client connections", registry=r)
+        self.internal_errors = Counter(
+            "proofrace_internal_errors", "Unexpected errors, logged with a traceback", registry=r
+        )

@@ -1,0 +1,105 @@
+"""Turning a request into a plan the race can run, or a clear error value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proofrace.core.formats import detect
+from proofrace.core.model import (
+    ErrorKind,
+    Format,
+    Problem,
+    ProverInfo,
+    SolveError,
+    SolveRequest,
+    Strategy,
+)
+
+
+@dataclass(frozen=True)
+class RaceLimits:
+    max_request_bytes: int = 16 * 1024 * 1024
+    default_timeout_s: float = 300.0
+    max_timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    problem: Problem
+    provers: tuple[str, ...]
+    strategy: Strategy
+    quorum: int
+    timeout_s: float
+
+
+def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -> Plan | SolveError:
+    size = len(request.content)
+    if size > limits.max_request_bytes:
+        return SolveError(
+            ErrorKind.REQUEST_TOO_LARGE,
+            f"the problem is {size} bytes; this server accepts at most {limits.max_request_bytes}",
+        )
+    if not request.content.strip():
+        return SolveError(ErrorKind.INVALID_REQUEST, "the problem is empty")
+
+    problem_format = request.format
+    if problem_format is Format.AUTO:
+        detected = detect(request.content)
+        if detected is None:
+            return SolveError(
+                ErrorKind.UNSUPPORTED_FORMAT,
+                "could not recognise the problem as SMT-LIB2, DIMACS or TPTP; set the format",
+            )
+        problem_format = detected
+
+    provers = _choose_provers(request.provers, problem_format, catalog)
+    if isinstance(provers, SolveError):
+        return provers
+
+    if request.strategy is Strategy.QUORUM and not 1 <= request.quorum <= len(provers):
+        return SolveError(
+            ErrorKind.INVALID_REQUEST,
+            f"quorum {request.quorum} cannot be reached by {len(provers)} prover(s)",
+        )
+
+    timeout_s = request.timeout_ms / 1000 if request.timeout_ms else limits.default_timeout_s
+    return Plan(
+        problem=Problem(request.content, problem_format, request.goal_id),
+        provers=provers,
+        strategy=request.strategy,
+        quorum=request.quorum,
+        timeout_s=min(timeout_s, limits.max_timeout_s),
+    )
+
+
+def _choose_provers(
+    names: tuple[str, ...], problem_format: Format, catalog: list[ProverInfo]
+) -> tuple[str, ...] | SolveError:
+    known = {info.name: info for info in catalog}
+    if not names:
+        chosen = tuple(i.name for i in catalog if i.available and problem_format in i.formats)
+        if not chosen:
+            return SolveError(
+                ErrorKind.NO_PROVER, f"no installed prover reads {problem_format.value}"
+            )
+        return chosen
+    if len(set(names)) != len(names):
+        return SolveError(ErrorKind.INVALID_REQUEST, "a prover is named more than once")
+    for name in names:
+        info = known.get(name)
+        if info is None:
+            return SolveError(
+                ErrorKind.UNKNOWN_PROVER,
+                f"unknown prover {name!r}; this server knows {', '.join(sorted(known))}",
+            )
+        if not info.available:
+            return SolveError(
+                ErrorKind.PROVER_UNAVAILABLE, f"prover {name!r} is not installed on this server"
+            )
+        if problem_format not in info.formats:
+            reads = ", ".join(f.value for f in info.formats)
+            return SolveError(
+                ErrorKind.UNSUPPORTED_FORMAT,
+                f"prover {name!r} does not read {problem_format.value} (it reads {reads})",
+            )
+    return names

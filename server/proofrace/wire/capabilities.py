@@ -1,0 +1,106 @@
+"""The Dispatcher and CancelToken capabilities.
+
+A token's release is how a dropped handle reaches the race: pycapnp has no release hook, but
+when the last remote reference goes, the C++ side drops the Python object and its finalizer
+runs. So nothing may hold a token strongly except pycapnp itself: the race never points back
+at it, and the finalizer holds only the race and the connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import capnp
+import structlog
+
+from proofrace import schema
+from proofrace.core.model import (
+    CancelCause,
+    CancelReason,
+    ErrorKind,
+    SolveError,
+    SolveRequest,
+)
+from proofrace.race.race import RefusedSolve, Solve
+from proofrace.race.service import RaceService
+from proofrace.wire import convert
+from proofrace.wire.connection import Connection
+
+_schema = schema.load()
+_log = structlog.get_logger("proofrace.wire")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _no_tracebacks(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """pycapnp sends a raised exception's full traceback to the peer; send a plain line."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as error:
+            _log.error("rpc.internal_error", method=method.__name__, exc_info=error)
+            raise capnp.KjException("internal server error; see the server log") from None
+
+    return guarded
+
+
+class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-defined]
+    def __init__(self, solve: Solve, connection: Connection) -> None:
+        self._solve = solve
+        weakref.finalize(self, _token_released, solve, connection)
+
+    @_no_tracebacks
+    async def cancel(self, reason: str, _context: Any, **kwargs: Any) -> None:
+        self._solve.cancel(CancelReason(CancelCause.CLIENT, reason or "cancelled by the client"))
+        convert.write_status(_context.results.init("status"), self._solve.status())
+
+    @_no_tracebacks
+    async def result(self, _context: Any, **kwargs: Any) -> None:
+        outcome = await self._solve.outcome()
+        convert.write_outcome(_context.results.init("outcome"), outcome)
+
+    @_no_tracebacks
+    async def status(self, _context: Any, **kwargs: Any) -> None:
+        convert.write_status(_context.results.init("status"), self._solve.status())
+
+
+def _token_released(solve: Solve, connection: Connection) -> None:
+    if connection.is_closed():
+        solve.cancel(CancelReason(CancelCause.DISCONNECTED, "the client's connection closed"))
+    else:
+        solve.cancel(
+            CancelReason(CancelCause.TOKEN_DROPPED, "every reference to the token was released")
+        )
+
+
+class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-defined]
+    def __init__(self, service: RaceService, connection: Connection) -> None:
+        self._service = service
+        self._connection = connection
+
+    @_no_tracebacks
+    async def solve(self, request: Any, _context: Any, **kwargs: Any) -> CancelTokenServer:
+        try:
+            solve_request = convert.read_request(request)
+        except (ValueError, capnp.KjException) as error:
+            solve = self._refuse(f"the request could not be read: {error}")
+        else:
+            solve = self._service.start(solve_request)
+        self._connection.track(solve)
+        return CancelTokenServer(solve, self._connection)
+
+    @_no_tracebacks
+    async def provers(self, _context: Any, **kwargs: Any) -> None:
+        catalog = self._service.catalog()
+        convert.write_provers(_context.results.init("provers", len(catalog)), catalog)
+
+    def _refuse(self, message: str) -> Solve:
+        return RefusedSolve(
+            "refused", SolveRequest(b""), SolveError(ErrorKind.INVALID_REQUEST, message)
+        )

@@ -1,0 +1,48 @@
+"""One client connection: its socket, and the solves started over it.
+
+When the peer goes away, Cap'n Proto releases every capability it held before the
+connection's disconnect promise resolves, so a token's finalizer cannot learn of the
+disconnect from that promise. It asks the socket instead: a peek that finds end-of-file (or
+an error, or a closed socket) means the peer is gone, while a live peer reads as "no data
+yet" or as pending messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import weakref
+
+from proofrace.core.model import CancelCause, CancelReason
+from proofrace.race.race import Solve
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.id = next(_ids)
+        self.peer = peer
+        self._sock = sock
+        self._closed = False
+        self._solves: weakref.WeakSet[Solve] = weakref.WeakSet()
+
+    def track(self, solve: Solve) -> None:
+        self._solves.add(solve)
+
+    def is_closed(self) -> bool:
+        if self._closed:
+            return True
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:  # reset, or the transport already closed the socket (fd is -1)
+            return True
+
+    def closed(self) -> None:
+        """The connection is gone: whatever it started and still runs is cancelled."""
+        self._closed = True
+        reason = CancelReason(CancelCause.DISCONNECTED, "the client's connection closed")
+        for solve in list(self._solves):
+            solve.cancel(reason)
