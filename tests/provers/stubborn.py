@@ -1,0 +1,44 @@
+"""A prover that misbehaves on purpose, for tests of supervision.
+
+By default it reads the problem and then thinks forever (without using CPU). Options make it
+answer at once, ignore SIGTERM, fork helpers into its process group, or flood its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("problem")
+    parser.add_argument("--answer", help="print this line and exit")
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--fork", type=int, default=0, help="helpers to fork first")
+    parser.add_argument("--flood", action="store_true", help="write output without end")
+    args = parser.parse_args()
+    with open(args.problem, "rb") as f:
+        f.read()
+    if args.answer:
+        print(args.answer, flush=True)
+        return
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for _ in range(args.fork):
+        if os.fork() == 0:
+            while True:
+                signal.pause()
+    print("thinking", flush=True)
+    if args.flood:
+        chunk = b"c still thinking, with a great deal to say about it\n" * 1024
+        while True:
+            sys.stdout.buffer.write(chunk)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()
