@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import capnp
 import pytest
+
 from harness import RunningServer, running_server, write_test_registry
 
 T = TypeVar("T")

@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-
-from harness import REPO, SAMPLES, RunningServer, wait_gone
+from pathlib import Path
 
 from proofrace.client import (
     AttemptOutcome,
@@ -19,8 +18,11 @@ from proofrace.client import (
     Verdict,
 )
 
+from harness import REPO, SAMPLES, RunningServer, wait_gone
+
 HARD_SMT = (SAMPLES / "pigeonhole-12.smt2").read_text()
-HARD_CNF = (SAMPLES / "pigeonhole-12.cnf").read_text()
+HARD_CNF_FILE = "pigeonhole-12.cnf"
+HARD_CNF = (SAMPLES / HARD_CNF_FILE).read_text()
 EASY_SMT = (SAMPLES / "distinct.smt2").read_text()
 
 
@@ -286,7 +288,7 @@ def _guard_pids(server_pid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                cmdline = open(f"{entry.path}/cmdline", "rb").read().split(b"\0")
+                cmdline = Path(entry.path, "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
             if b"proofrace.backends.watchdog" in cmdline and any(

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import capnp
+
 from proofrace import schema
 from proofrace.client.address import Address
 from proofrace.client.job import Job

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import capnp
+
 from proofrace.client.connection import Client
 from proofrace.core.model import Format, ProverInfo, SolveOutcome, Strategy
 

@@ -23,6 +23,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::{json, Value};
+
 use proofrace_client::{
     Attempt, CancelReason, Client, Exit, Format, Outcome, SolveHandle, SolveRequest, SolveStatus,
     Strategy, Verdict,
@@ -66,7 +68,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         argv.next().ok_or_else(|| format!("{flag} needs a value"))
     }
     fn number<T: std::str::FromStr>(s: String, flag: &str) -> Result<T, String> {
-        s.parse().map_err(|_| format!("{flag}: not a number: {s:?}"))
+        s.parse()
+            .map_err(|_| format!("{flag}: not a number: {s:?}"))
     }
 
     while let Some(arg) = argv.next() {
@@ -246,40 +249,32 @@ impl Printer {
             }
             return;
         }
-        let mut j = Json::object();
-        j.str("event", "outcome")
-            .str("solve_id", &o.solve_id)
-            .str("goal_id", &o.goal_id)
-            .str("verdict", &o.verdict.to_string());
-        match &o.verdict {
-            Verdict::Cancelled(r) => {
-                j.raw("cancel_reason", &reason_json(r));
-            }
-            Verdict::Error(e) => {
-                let mut err = Json::object();
-                err.str("kind", &e.kind.to_string()).str("message", &e.message);
-                j.raw("error", &err.end());
-            }
-            _ => {}
-        }
-        j.opt_str("winner", o.winner.as_deref())
-            .str("host_outcome", &o.host_outcome().to_string())
-            .str("strategy", &o.strategy.to_string())
-            .str("format", &o.format.to_string())
-            .bool("disagreement", o.disagreement)
-            .num("elapsed_us", o.elapsed.as_micros())
-            .raw(
-                "attempts",
-                &format!(
-                    "[{}]",
-                    o.attempts
-                        .iter()
-                        .map(attempt_json)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-            );
-        println!("{}", j.end());
+        let (cancel_reason, error) = match &o.verdict {
+            Verdict::Cancelled(r) => (reason_json(r), Value::Null),
+            Verdict::Error(e) => (
+                Value::Null,
+                json!({"kind": e.kind.to_string(), "message": e.message}),
+            ),
+            _ => (Value::Null, Value::Null),
+        };
+        println!(
+            "{}",
+            json!({
+                "event": "outcome",
+                "solve_id": o.solve_id,
+                "goal_id": o.goal_id,
+                "verdict": o.verdict.to_string(),
+                "cancel_reason": cancel_reason,
+                "error": error,
+                "winner": o.winner,
+                "host_outcome": o.host_outcome().to_string(),
+                "strategy": o.strategy.to_string(),
+                "format": o.format.to_string(),
+                "disagreement": o.disagreement,
+                "elapsed_us": o.elapsed.as_micros() as u64,
+                "attempts": o.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+            })
+        );
     }
 
     fn status(&self, event: &str, s: &SolveStatus) {
@@ -292,13 +287,16 @@ impl Printer {
             );
             return;
         }
-        let mut j = Json::object();
-        j.str("event", event)
-            .str("solve_id", &s.solve_id)
-            .str("state", &s.state.to_string())
-            .num("attempts", s.attempts.len() as u128)
-            .num("at_unix_ns", unix_ns());
-        println!("{}", j.end());
+        println!(
+            "{}",
+            json!({
+                "event": event,
+                "solve_id": s.solve_id,
+                "state": s.state.to_string(),
+                "attempts": s.attempts.len(),
+                "at_unix_ns": unix_ns(),
+            })
+        );
     }
 
     fn cancelled(&self, sent: u128, s: &SolveStatus) {
@@ -312,16 +310,17 @@ impl Printer {
             );
             return;
         }
-        let mut j = Json::object();
-        j.str("event", "cancelled")
-            .str("solve_id", &s.solve_id)
-            .str("state", &s.state.to_string())
-            .num("cancel_sent_unix_ns", sent)
-            .num("cancel_answered_unix_ns", answered);
-        if let Some(r) = &s.cancel_reason {
-            j.raw("cancel_reason", &reason_json(r));
-        }
-        println!("{}", j.end());
+        println!(
+            "{}",
+            json!({
+                "event": "cancelled",
+                "solve_id": s.solve_id,
+                "state": s.state.to_string(),
+                "cancel_reason": s.cancel_reason.as_ref().map_or(Value::Null, reason_json),
+                "cancel_sent_unix_ns": sent,
+                "cancel_answered_unix_ns": answered,
+            })
+        );
     }
 
     fn reaped(&self, sent: u128) {
@@ -333,11 +332,10 @@ impl Printer {
             );
             return;
         }
-        let mut j = Json::object();
-        j.str("event", "result")
-            .num("cancel_sent_unix_ns", sent)
-            .num("result_unix_ns", now);
-        println!("{}", j.end());
+        println!(
+            "{}",
+            json!({"event": "result", "cancel_sent_unix_ns": sent, "result_unix_ns": now})
+        );
     }
 
     fn dropped(&self, solve_id: &str, dropped: u128, acked: u128) {
@@ -348,12 +346,15 @@ impl Printer {
             );
             return;
         }
-        let mut j = Json::object();
-        j.str("event", "dropped")
-            .str("solve_id", solve_id)
-            .num("dropped_unix_ns", dropped)
-            .num("acked_unix_ns", acked);
-        println!("{}", j.end());
+        println!(
+            "{}",
+            json!({
+                "event": "dropped",
+                "solve_id": solve_id,
+                "dropped_unix_ns": dropped,
+                "acked_unix_ns": acked,
+            })
+        );
     }
 }
 
@@ -373,105 +374,30 @@ fn describe_verdict(v: &Verdict) -> String {
     }
 }
 
-fn reason_json(r: &CancelReason) -> String {
-    let mut j = Json::object();
-    j.str("cause", &r.cause.to_string()).str("message", &r.message);
-    j.end()
+fn reason_json(r: &CancelReason) -> Value {
+    json!({"cause": r.cause.to_string(), "message": r.message})
 }
 
-fn attempt_json(a: &Attempt) -> String {
-    let mut j = Json::object();
-    j.str("prover", &a.prover)
-        .str("outcome", &a.outcome.to_string())
-        .str("host_outcome", &a.host_outcome().to_string())
-        .str("answer", &a.answer.to_string())
-        .str("status", &a.status)
-        .str("message", &a.message)
-        .num("elapsed_us", a.elapsed.as_micros())
-        .num("output_bytes", u128::from(a.output_bytes));
-    match a.exit {
-        Exit::NotStarted => j.str("exit", "notStarted"),
-        Exit::Code(c) => j.str("exit", &format!("code {c}")),
-        Exit::Signal(s) => j.str("exit", &format!("signal {s}")),
-        Exit::Other(n) => j.str("exit", &format!("#{n}")),
-    };
-    if let Some(s) = &a.stop {
-        let mut stop = Json::object();
-        stop.raw("reason", &reason_json(&s.reason))
-            .num("latency_us", s.latency.as_micros())
-            .bool("escalated", s.escalated);
-        j.raw("stop", &stop.end());
-    }
-    j.end()
-}
-
-/// Just enough JSON output for flat records, without a serialization dependency.
-struct Json {
-    buf: String,
-}
-
-impl Json {
-    fn object() -> Self {
-        Json {
-            buf: String::from("{"),
-        }
-    }
-
-    fn key(&mut self, k: &str) {
-        if self.buf.len() > 1 {
-            self.buf.push(',');
-        }
-        quote(&mut self.buf, k);
-        self.buf.push(':');
-    }
-
-    fn str(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        quote(&mut self.buf, v);
-        self
-    }
-
-    fn opt_str(&mut self, k: &str, v: Option<&str>) -> &mut Self {
-        match v {
-            Some(v) => self.str(k, v),
-            None => self.raw(k, "null"),
-        }
-    }
-
-    fn num(&mut self, k: &str, v: u128) -> &mut Self {
-        self.key(k);
-        self.buf.push_str(&v.to_string());
-        self
-    }
-
-    fn bool(&mut self, k: &str, v: bool) -> &mut Self {
-        self.raw(k, if v { "true" } else { "false" })
-    }
-
-    fn raw(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        self.buf.push_str(v);
-        self
-    }
-
-    fn end(&mut self) -> String {
-        self.buf.push('}');
-        std::mem::take(&mut self.buf)
-    }
-}
-
-fn quote(buf: &mut String, s: &str) {
-    buf.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => buf.push_str("\\\""),
-            '\\' => buf.push_str("\\\\"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            '\t' => buf.push_str("\\t"),
-            c if (c as u32) < 0x20 => buf.push_str(&format!("\\u{:04x}", c as u32)),
-            c => buf.push(c),
-        }
-    }
-    buf.push('"');
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "prover": a.prover,
+        "outcome": a.outcome.to_string(),
+        "host_outcome": a.host_outcome().to_string(),
+        "answer": a.answer.to_string(),
+        "status": a.status,
+        "message": a.message,
+        "elapsed_us": a.elapsed.as_micros() as u64,
+        "output_bytes": a.output_bytes,
+        "exit": match a.exit {
+            Exit::NotStarted => "notStarted".to_string(),
+            Exit::Code(c) => format!("code {c}"),
+            Exit::Signal(s) => format!("signal {s}"),
+            Exit::Other(n) => format!("#{n}"),
+        },
+        "stop": a.stop.as_ref().map_or(Value::Null, |s| json!({
+            "reason": reason_json(&s.reason),
+            "latency_us": s.latency.as_micros() as u64,
+            "escalated": s.escalated,
+        })),
+    })
 }

@@ -268,7 +268,11 @@ impl Client {
 /// (rather than dropping the socket) writes the messages already queued, such as
 /// the Release of a token dropped just before, ahead of the Abort, so the server
 /// sees `tokenDropped` rather than `disconnected` for those races.
-async fn drive(rpc: RpcSystem<Side>, disconnector: Disconnector<Side>, gone: oneshot::Receiver<()>) {
+async fn drive(
+    rpc: RpcSystem<Side>,
+    disconnector: Disconnector<Side>,
+    gone: oneshot::Receiver<()>,
+) {
     let mut rpc = rpc;
     tokio::select! {
         _ = &mut rpc => return,

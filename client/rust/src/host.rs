@@ -54,12 +54,9 @@ impl fmt::Display for HostOutcome {
             HostOutcome::InconsistentPremises => f.write_str("inconsistentPremises"),
             HostOutcome::ProverError => f.write_str("proverError"),
             HostOutcome::SystemError => f.write_str("systemError"),
-            HostOutcome::Cancelled { reason } => write!(
-                f,
-                "cancelled ({}: {})",
-                reason.cause,
-                reason.message
-            ),
+            HostOutcome::Cancelled { reason } => {
+                write!(f, "cancelled ({}: {})", reason.cause, reason.message)
+            }
         }
     }
 }
@@ -83,12 +80,14 @@ impl From<&Attempt> for HostOutcome {
             AttemptOutcome::ProverError => HostOutcome::ProverError,
             AttemptOutcome::SystemError | AttemptOutcome::Other(_) => HostOutcome::SystemError,
             AttemptOutcome::Cancelled => HostOutcome::Cancelled {
-                reason: a.stop.as_ref().map(|s| s.reason.clone()).unwrap_or_else(|| {
-                    CancelReason {
+                reason: a
+                    .stop
+                    .as_ref()
+                    .map(|s| s.reason.clone())
+                    .unwrap_or_else(|| CancelReason {
                         cause: crate::CancelCause::Other(u16::MAX),
                         message: "cancelled without a stop record".into(),
-                    }
-                }),
+                    }),
             },
         }
     }

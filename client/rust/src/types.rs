@@ -799,7 +799,9 @@ impl std::str::FromStr for Format {
             "smtlib2" => Ok(Format::Smtlib2),
             "dimacs" => Ok(Format::Dimacs),
             "tptp" => Ok(Format::Tptp),
-            _ => Err(format!("unknown format {s:?} (auto, smtlib2, dimacs, tptp)")),
+            _ => Err(format!(
+                "unknown format {s:?} (auto, smtlib2, dimacs, tptp)"
+            )),
         }
     }
 }

@@ -14,16 +14,20 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import capnp
 import structlog
 
 from proofrace.race.service import RaceService
-from proofrace.wire.capabilities import DispatcherServer
+from proofrace.wire.capabilities import DispatcherServer, calls
 from proofrace.wire.connection import Connection
 
 _log = structlog.get_logger("proofrace.wire")
 _BACKLOG = 128
+# After the last call returns, its answer still has to be written by the RPC system (a few
+# turns of the event loop); closing before that would cut it off.
+_FLUSH_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class RpcListener:
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._serving: set[asyncio.Task[None]] = set()
+        self._streams: set[Any] = set()
         self._unix_paths: list[Path] = []
 
     async def listen_tcp(self, host: str, port: int) -> Endpoint:
@@ -105,11 +110,13 @@ class RpcListener:
         log.info("connection.opened")
         self._on_connections(+1)
         server = None
+        stream = None
         try:
             if unix:
                 stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
             else:
                 stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+            self._streams.add(stream)
             server = capnp.TwoPartyServer(
                 stream,
                 bootstrap=DispatcherServer(self._service, connection),
@@ -125,11 +132,12 @@ class RpcListener:
         finally:
             connection.closed()
             self._on_connections(-1)
+            if stream is not None:
+                self._streams.discard(stream)
+                stream.close()  # closes the transport after its buffer is flushed
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.close()
-            with contextlib.suppress(OSError):
-                sock.close()
 
     async def stop_accepting(self) -> None:
         for task in self._accepting:
@@ -141,7 +149,11 @@ class RpcListener:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    async def close_connections(self) -> None:
+    async def close_connections(self, drain_timeout_s: float = 5.0) -> None:
+        """Let calls in progress answer (within `drain_timeout_s`), then close every connection."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(calls.idle(), drain_timeout_s)
+        await asyncio.sleep(_FLUSH_S)
         for task in list(self._serving):
             task.cancel()
         await asyncio.gather(*self._serving, return_exceptions=True)
