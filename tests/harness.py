@@ -42,6 +42,7 @@ def write_test_registry(path: Path) -> Path:
             f"[{name}]",
             f"command = {command}",
             'formats = ["smtlib2", "dimacs", "tptp"]',
+            "default = false",
             "rules = [['^unsat$', \"proved\"], ['^sat$', \"refuted\"]]",
             "",
         ]

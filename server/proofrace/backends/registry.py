@@ -31,6 +31,7 @@ class ProverSpec:
     rules: tuple[Rule, ...]
     version_command: tuple[str, ...] = ()
     version_pattern: str = ""
+    default: bool = True
 
     def argv(self, input_name: str) -> list[str]:
         return [part.replace(INPUT_PLACEHOLDER, input_name) for part in self.command]
@@ -104,14 +105,15 @@ def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
         rules=tuple(rules),
         version_command=tuple(table.get("version", ())),
         version_pattern=str(table.get("version_pattern", "")),
+        default=bool(table.get("default", True)),
     )
 
 
 def _probe(spec: ProverSpec) -> ProverInfo:
     formats = tuple(sorted(spec.formats, key=lambda f: f.value))
     if shutil.which(spec.executable) is None:
-        return ProverInfo(spec.name, "", formats, available=False)
-    return ProverInfo(spec.name, _version(spec), formats, available=True)
+        return ProverInfo(spec.name, "", formats, available=False, default=spec.default)
+    return ProverInfo(spec.name, _version(spec), formats, available=True, default=spec.default)
 
 
 def _version(spec: ProverSpec) -> str:

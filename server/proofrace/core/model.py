@@ -199,3 +199,4 @@ class ProverInfo:
     version: str
     formats: tuple[Format, ...]
     available: bool
+    default: bool = True  # raced when a request names no provers

@@ -77,7 +77,9 @@ def _choose_provers(
 ) -> tuple[str, ...] | SolveError:
     known = {info.name: info for info in catalog}
     if not names:
-        chosen = tuple(i.name for i in catalog if i.available and problem_format in i.formats)
+        chosen = tuple(
+            i.name for i in catalog if i.available and i.default and problem_format in i.formats
+        )
         if not chosen:
             return SolveError(
                 ErrorKind.NO_PROVER, f"no installed prover reads {problem_format.value}"
