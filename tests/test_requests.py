@@ -7,7 +7,6 @@ import os
 import socket
 
 from conftest import MAX_REQUEST_BYTES
-from harness import SAMPLES, RunningServer
 
 from proofrace.client import (
     Answer,
@@ -18,6 +17,8 @@ from proofrace.client import (
     Strategy,
     Verdict,
 )
+
+from harness import SAMPLES, RunningServer
 
 EASY_SMT = (SAMPLES / "distinct.smt2").read_text()
 

@@ -13,15 +13,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.interop
 
@@ -34,8 +32,6 @@ HARD_PROVERS = ("--prover", "z3", "--prover", "cvc5")
 CANCELLATIONS = "proofrace_solve_cancellations_total"
 # Drops and cancels measured per test: enough for a median without slowing the suite.
 ROUNDS = 5
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,30 +88,13 @@ def only(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
     return found[0]
 
 
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def metric(server: Any, name: str, **labels: str) -> float:
-    """Sum of the samples called `name` whose labels include `labels` (0 when absent)."""
-    total = 0.0
-    for family in text_string_to_metric_families(server.metrics_text()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def events(server: Any, **fields: Any) -> list[dict[str, Any]]:
     return [e for e in server.log_events() if all(e.get(k) == v for k, v in fields.items())]
+
+
+def wait_event(server: Any, **fields: Any) -> dict[str, Any]:
+    """The first server log event whose fields include `fields`, waiting for it if need be."""
+    return server.wait_for_event(lambda e: all(e.get(k) == v for k, v in fields.items()))
 
 
 def event_ns(event: dict[str, Any]) -> int:
@@ -149,11 +128,7 @@ def test_solve_prints_the_proof(server: Any, rust: RustBuild) -> None:
             assert attempt["host_outcome"].startswith("cancelled (preempted")
     # result() answers once every attempt is reaped.
     assert not server.prover_pids()
-    finished = wait_until(
-        lambda: events(server, event="solve.finished", solve_id=outcome["solve_id"]),
-        "solve.finished in the server log",
-    )
-    assert finished[0]["verdict"] == "proved"
+    assert server.solve_finished(outcome["solve_id"])["verdict"] == "proved"
 
 
 def test_refutation_maps_to_no_proof_found(server: Any, rust: RustBuild) -> None:
@@ -167,7 +142,7 @@ def test_refutation_maps_to_no_proof_found(server: Any, rust: RustBuild) -> None
 
 
 def test_pipelined_cancel_stops_the_race(server: Any, rust: RustBuild) -> None:
-    before = metric(server, CANCELLATIONS, cause="client")
+    before = server.metric(CANCELLATIONS, cause="client")
     reason = "rust interop: cancelled on the pipelined token"
 
     lines = solve(rust, server, HARD, *HARD_PROVERS, "--cancel-pipelined", reason)
@@ -186,11 +161,9 @@ def test_pipelined_cancel_stops_the_race(server: Any, rust: RustBuild) -> None:
     # result() answered, so every attempt was reaped: nothing of this server may run.
     assert not server.prover_pids()
 
-    assert metric(server, CANCELLATIONS, cause="client") == before + 1
-    requested = wait_until(
-        lambda: events(server, event="solve.cancel_requested", solve_id=outcome["solve_id"]),
-        "solve.cancel_requested in the server log",
-    )
+    assert server.metric(CANCELLATIONS, cause="client") == before + 1
+    wait_event(server, event="solve.cancel_requested", solve_id=outcome["solve_id"])
+    requested = events(server, event="solve.cancel_requested", solve_id=outcome["solve_id"])
     assert [(e["cause"], e["message"]) for e in requested] == [("client", reason)]
 
 
@@ -200,7 +173,7 @@ def test_dropped_handle_cancels_the_race(
     to_request: list[float] = []
     to_reaped: list[float] = []
     for _ in range(ROUNDS):
-        before = metric(server, CANCELLATIONS, cause="tokenDropped")
+        before = server.metric(CANCELLATIONS, cause="tokenDropped")
 
         lines = solve(rust, server, HARD, *HARD_PROVERS, "--drop-after-running")
 
@@ -209,22 +182,17 @@ def test_dropped_handle_cancels_the_race(
         dropped = only(lines, "dropped")
         solve_id = dropped["solve_id"]
         assert solve_id == running["solve_id"]
-        requested = wait_until(
-            lambda sid=solve_id: events(server, event="solve.cancel_requested", solve_id=sid),
-            "solve.cancel_requested after the handle was dropped",
-        )
+        wait_event(server, event="solve.cancel_requested", solve_id=solve_id)
+        requested = events(server, event="solve.cancel_requested", solve_id=solve_id)
         assert [e["cause"] for e in requested] == ["tokenDropped"]
-        assert metric(server, CANCELLATIONS, cause="tokenDropped") == before + 1
+        assert server.metric(CANCELLATIONS, cause="tokenDropped") == before + 1
         # Caused by the drop, not by anything earlier; and requested before the server
         # answered the client's next call on that connection (stamps are whole microseconds).
         assert event_ns(requested[0]) + 1000 > dropped["dropped_unix_ns"]
         assert event_ns(requested[0]) <= dropped["acked_unix_ns"]
 
-        finished = wait_until(
-            lambda sid=solve_id: events(server, event="solve.finished", solve_id=sid),
-            "solve.finished for the dropped race",
-        )
-        assert (finished[0]["verdict"], finished[0]["cause"]) == ("cancelled", "tokenDropped")
+        finished = server.solve_finished(solve_id)
+        assert (finished["verdict"], finished["cause"]) == ("cancelled", "tokenDropped")
         # Every attempt was running when the handle went, so each one was preempted.
         preempted = events(server, event="attempt.preempted", solve_id=solve_id)
         assert sorted(e["prover"] for e in preempted) == ["cvc5", "z3"]
@@ -232,7 +200,7 @@ def test_dropped_handle_cancels_the_race(
         assert not server.prover_pids()
 
         to_request.append((event_ns(requested[0]) - dropped["dropped_unix_ns"]) / 1e6)
-        to_reaped.append((event_ns(finished[0]) - dropped["dropped_unix_ns"]) / 1e6)
+        to_reaped.append((event_ns(finished) - dropped["dropped_unix_ns"]) / 1e6)
 
     record_property(
         "drop_to_cancel_requested_ms", report("drop -> solve.cancel_requested", to_request)
@@ -248,7 +216,7 @@ def test_cancel_of_a_running_race_reaps_everything(
     stop_latency: list[float] = []
     for i in range(ROUNDS):
         reason = f"rust interop: cancel #{i} of a running race"
-        before = metric(server, CANCELLATIONS, cause="client")
+        before = server.metric(CANCELLATIONS, cause="client")
 
         lines = solve(rust, server, HARD, *HARD_PROVERS, "--cancel-after-running", reason)
 
@@ -262,14 +230,11 @@ def test_cancel_of_a_running_race_reaps_everything(
             assert attempt["exit"] != "notStarted"
             stop_latency.append(attempt["stop"]["latency_us"] / 1e3)
         assert not server.prover_pids()
-        assert metric(server, CANCELLATIONS, cause="client") == before + 1
+        assert server.metric(CANCELLATIONS, cause="client") == before + 1
 
-        finished = wait_until(
-            lambda sid=outcome["solve_id"]: events(server, event="solve.finished", solve_id=sid),
-            "solve.finished for the cancelled race",
-        )
+        finished = server.solve_finished(outcome["solve_id"])
         sent = only(lines, "cancelled")["cancel_sent_unix_ns"]
-        to_finished.append((event_ns(finished[0]) - sent) / 1e6)
+        to_finished.append((event_ns(finished) - sent) / 1e6)
         to_result.append((only(lines, "result")["result_unix_ns"] - sent) / 1e6)
 
     record_property(

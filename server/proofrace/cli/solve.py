@@ -52,6 +52,7 @@ async def _solve(args: argparse.Namespace, content: bytes) -> int:
             strategy=Strategy(args.strategy),
             quorum=args.quorum,
             time_limit=args.timeout,
+            goal_id=args.goal_id,
         )
         display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
         interrupted = await _follow(job, display)

@@ -1,0 +1,233 @@
+"""The pure parts, on their own: cancel scopes, output scanning, format detection, the judge,
+the registry and the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from proofrace.backends.registry import Registry, RegistryError, parse
+from proofrace.backends.verdicts import Finding, OutputScanner, Rule
+from proofrace.config import ConfigError, Settings
+from proofrace.core.cancel import CancelScope
+from proofrace.core.formats import detect
+from proofrace.core.model import (
+    Answer,
+    AttemptOutcome,
+    AttemptResult,
+    CancelCause,
+    CancelReason,
+    Format,
+    Strategy,
+    Verdict,
+)
+from proofrace.race.strategy import Judge
+
+CLIENT = CancelReason(CancelCause.CLIENT, "stop")
+
+
+# --- cancel scopes ---------------------------------------------------------------------
+
+
+def test_cancel_once_and_the_first_reason_stays() -> None:
+    scope = CancelScope()
+    seen: list[CancelReason] = []
+    scope.on_cancel(seen.append)
+    assert scope.cancel(CLIENT)
+    assert not scope.cancel(CancelReason(CancelCause.TIMEOUT))
+    assert scope.reason == CLIENT and seen == [CLIENT]
+    assert scope.called_ns is not None
+
+
+def test_children_follow_their_parent_with_its_instant_not_the_reverse() -> None:
+    parent = CancelScope()
+    child = parent.child()
+    grandchild = child.child()
+    sibling = parent.child()
+    sibling.cancel(CLIENT)
+    assert not parent.cancelled
+    parent.cancel(CancelReason(CancelCause.SHUTDOWN))
+    assert grandchild.reason == CancelReason(CancelCause.SHUTDOWN)
+    assert grandchild.called_ns == parent.called_ns
+    assert sibling.reason == CLIENT
+
+
+def test_a_callback_registered_late_runs_at_once_and_removed_ones_never() -> None:
+    scope = CancelScope()
+    calls: list[str] = []
+    remove = scope.on_cancel(lambda _r: calls.append("removed"))
+    remove()
+    scope.cancel(CLIENT)
+    scope.on_cancel(lambda _r: calls.append("late"))
+    assert calls == ["late"]
+
+
+def test_wait_wakes_on_cancel() -> None:
+    async def scenario() -> CancelReason:
+        scope = CancelScope()
+        waiter = asyncio.ensure_future(scope.wait())
+        await asyncio.sleep(0)
+        scope.cancel(CLIENT)
+        return await waiter
+
+    assert asyncio.run(scenario()) == CLIENT
+
+
+# --- output scanning -------------------------------------------------------------------
+
+RULES = (
+    Rule(re.compile(r"^unsat$"), Finding.PROVED),
+    Rule(re.compile(r"^sat$"), Finding.REFUTED),
+    Rule(re.compile(r'^\(error "(?P<message>[^"]*)'), Finding.INVALID_INPUT),
+)
+
+
+def test_lines_split_across_reads_are_scanned_whole() -> None:
+    scanner = OutputScanner(RULES, tail_bytes=64)
+    for piece in (b"uns", b"at\n"):
+        scanner.feed(piece)
+    assert scanner.answer is not None and scanner.answer.finding is Finding.PROVED
+
+
+def test_the_first_error_is_kept_with_its_message() -> None:
+    scanner = OutputScanner(RULES, tail_bytes=64)
+    scanner.feed(b'(error "line 1: bad")\n(error "line 2: worse")\nsat\n')
+    assert scanner.error is not None and scanner.error.message == "line 1: bad"
+    assert scanner.answer is not None and scanner.answer.finding is Finding.REFUTED
+
+
+def test_the_tail_is_bounded_and_the_count_is_not() -> None:
+    scanner = OutputScanner(RULES, tail_bytes=100)
+    for _ in range(1000):
+        scanner.feed(b"v 1 2 3 4 5 6 7 8 9 0\n")
+    scanner.feed(b"unsat")
+    scanner.close()
+    assert scanner.total_bytes == 1000 * 22 + 5
+    assert len(scanner.tail) == 100 and scanner.tail.endswith("unsat")
+    assert scanner.answer is not None
+
+
+def test_an_endless_line_does_not_grow_memory() -> None:
+    scanner = OutputScanner(RULES, tail_bytes=10)
+    for _ in range(100):
+        scanner.feed(b"x" * 100_000)
+    assert len(scanner._partial) <= 4096
+
+
+# --- formats ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("c a comment\np cnf 3 2\n1 -3 0\n2 3 -1 0\n", Format.DIMACS),
+        ("% comment\nfof(a, axiom, p).\n", Format.TPTP),
+        ("; comment\n(set-logic QF_UF)\n(check-sat)\n", Format.SMTLIB2),
+        ("(declare-fun f (Int) Int)\n", Format.SMTLIB2),
+        ("hello world", None),
+    ],
+)
+def test_format_detection(text: str, expected: Format | None) -> None:
+    assert detect(text.encode()) is expected
+
+
+# --- the judge -------------------------------------------------------------------------
+
+
+def result(prover: str, answer: Answer, outcome: AttemptOutcome) -> AttemptResult:
+    return AttemptResult(prover, outcome, answer=answer)
+
+
+PROVED = (Answer.PROVED, AttemptOutcome.PROVED)
+REFUTED = (Answer.REFUTED, AttemptOutcome.NO_PROOF_FOUND)
+UNKNOWN = (Answer.UNKNOWN, AttemptOutcome.NO_PROOF_FOUND)
+
+
+def test_first_wins_decides_on_the_first_decisive_answer() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    assert not judge.record(result("a", *UNKNOWN))
+    assert judge.record(result("b", *REFUTED))
+    assert judge.decide(None).verdict is Verdict.REFUTED
+    assert judge.decide(None).winner == "b"
+
+
+def test_a_cancel_after_the_decision_changes_nothing() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    judge.record(result("a", *PROVED))
+    assert judge.decide(CLIENT).verdict is Verdict.PROVED
+
+
+def test_quorum_needs_agreement_and_names_the_first_of_the_agreeing() -> None:
+    judge = Judge(Strategy.QUORUM, quorum=2)
+    assert not judge.record(result("a", *PROVED))
+    assert not judge.record(result("b", *REFUTED))
+    assert judge.record(result("c", *PROVED))
+    decision = judge.decide(None)
+    assert (decision.verdict, decision.winner) == (Verdict.PROVED, "a")
+    assert judge.disagreement
+
+
+def test_no_answer_gives_unknown_and_only_errors_give_an_error() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    judge.record(result("a", *UNKNOWN))
+    assert judge.decide(None).verdict is Verdict.UNKNOWN
+    errors = Judge(Strategy.FIRST_WINS, quorum=2)
+    errors.record(AttemptResult("a", AttemptOutcome.INVALID_INPUT, message="bad token"))
+    decision = errors.decide(None)
+    assert decision.verdict is Verdict.ERROR
+    assert decision.error is not None and decision.error.message == "a: bad token"
+
+
+# --- registry and settings -------------------------------------------------------------
+
+
+def test_the_built_in_registry_loads() -> None:
+    registry = Registry.load()
+    assert {"z3", "cvc5", "cadical", "minisat", "eprover", "spass"} <= set(registry.specs)
+    assert registry.specs["z3"].argv("problem.smt2") == ["z3", "-smt2", "problem.smt2"]
+
+
+@pytest.mark.parametrize(
+    ("table", "complaint"),
+    [
+        ({"formats": ["smtlib2"], "rules": [["^sat$", "refuted"]]}, "command"),
+        ({"command": ["x"], "formats": ["smtlib2"], "rules": [["^sat$", "refuted"]]}, "{input}"),
+        ({"command": ["x", "{input}"], "formats": ["lisp"], "rules": []}, "lisp"),
+        ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": [["(", "proved"]]}, "rule"),
+        ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": [["a", "great"]]}, "great"),
+        ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": []}, "answer"),
+    ],
+)
+def test_registry_errors_name_the_prover_and_the_field(table: dict, complaint: str) -> None:
+    with pytest.raises(RegistryError) as error:
+        parse({"bad": table}, origin="test.toml")
+    assert "test.toml: prover 'bad'" in str(error.value)
+    assert complaint in str(error.value)
+
+
+def test_settings_layer_file_then_environment_then_flags(tmp_path) -> None:
+    config = tmp_path / "proofrace.toml"
+    config.write_text('[server]\nlisten = ["0.0.0.0:9000"]\ngrace_s = 1.5\nmemory_limit_mb = 64\n')
+    settings = Settings.load(
+        str(config),
+        environ={"PROOFRACE_GRACE_S": "0.5", "PROOFRACE_LISTEN": "127.0.0.1:1,127.0.0.1:2"},
+        overrides={"listen": ["[::1]:3"], "unix": None},
+    )
+    assert settings.listen == ["[::1]:3"]
+    assert settings.grace_s == 0.5
+    assert settings.memory_limit_mb == 64
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"PROOFRACE_GRACE_S": "soon"},
+        {"PROOFRACE_LISTEN": "nowhere"},
+        {"PROOFRACE_LOG_FORMAT": "xml"},
+    ],
+)
+def test_bad_settings_are_refused_clearly(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.load(None, environ=environ)
