@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything proofrace needs on Debian 12, reusing whatever is already there:
+# the provers and the Cap'n Proto tools (apt), and a Python virtualenv with the package.
+# Usage: scripts/setup.sh [--clients]   (--clients: also the toolchains of the C++/Go/Rust clients)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${PROOFRACE_VENV:-$root/.venv}"
+
+# command -> Debian package
+packages=(z3:z3 cvc5:cvc5 cadical:cadical minisat:minisat eprover:eprover SPASS:spass capnp:capnproto)
+if [[ "${1:-}" == "--clients" ]]; then
+  packages+=(pkg-config:pkg-config g++:g++ make:make)
+fi
+missing=()
+for entry in "${packages[@]}"; do
+  command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+done
+if [[ "${1:-}" == "--clients" ]] && ! pkg-config --exists capnp-rpc 2>/dev/null; then
+  missing+=(libcapnp-dev)
+fi
+if ((${#missing[@]})); then
+  sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "setup: creating $venv"
+  python3 -m venv "$venv"
+fi
+# Reinstall only when the dependencies changed (or the checkout moved).
+stamp="$venv/.proofrace-installed"
+want="$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1) $root"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: installing the proofrace package into $venv"
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$venv/bin/pip" install -q -e "$root[dev]"
+  echo "$want" >"$stamp"
+fi
