@@ -1,28 +1,35 @@
-"""Running the real server in a subprocess, and looking at it from outside: its log lines, its
-metrics endpoint, its prover processes (found by the environment marker they carry)."""
+"""Test-only pieces beside `proofrace.testing`: where things are, and misbehaving provers."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
-import os
-import re
-import select
-import signal
-import subprocess
 import sys
-import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from proofrace.testing import (
+    RunningServer,
+    marked_processes,
+    running_server,
+    wait_gone,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 STUBBORN = REPO / "tests" / "provers" / "stubborn.py"
 
-Event = dict[str, Any]
+__all__ = [
+    "REPO",
+    "SAMPLES",
+    "RunningServer",
+    "marked_processes",
+    "running_server",
+    "speaking",
+    "until",
+    "wait_gone",
+]
 
 
 def write_test_registry(path: Path) -> Path:
@@ -50,169 +57,17 @@ def write_test_registry(path: Path) -> Path:
     return path
 
 
-class RunningServer:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self._events: list[Event] = []
-        self._stderr_lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "proofrace.cli.main", "serve", "--log-format", "json", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-        )
-        self.pid = self.process.pid
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        ready = self.wait_for_event(lambda e: e["event"] == "server.ready", timeout=30)
-        rpc = ready["rpc"]
-        self.address: str = next(a for a in rpc if not a.startswith("unix:"))
-        self.unix: str | None = next((a for a in rpc if a.startswith("unix:")), None)
-        self.host, port = self.address.rsplit(":", 1)
-        self.port = int(port)
-        self.metrics_port: int = ready["metrics_port"]
-
-    # --- log ---------------------------------------------------------------------------
-
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode(errors="replace").strip()
-            with self._changed:
-                try:
-                    self._events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    self._stderr_lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def log_events(self) -> list[Event]:
-        with self._changed:
-            return list(self._events)
-
-    def wait_for_event(self, predicate: Callable[[Event], bool], timeout: float = 20) -> Event:
-        """The first log event (already seen or still to come) that satisfies `predicate`."""
-        return self.wait_for_events(predicate, 1, timeout)[0]
-
-    def wait_for_events(
-        self, predicate: Callable[[Event], bool], count: int, timeout: float = 20
-    ) -> list[Event]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [e for e in self._events if predicate(e)]
-                if len(found) >= count:
-                    return found[:count]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise AssertionError(
-                        f"expected {count} matching log events, saw {len(found)}; "
-                        f"stderr: {self._stderr_lines[-5:]}"
-                    )
-                self._changed.wait(remaining)
-
-    def solve_finished(self, solve_id: str, timeout: float = 20) -> Event:
-        return self.wait_for_event(
-            lambda e: e["event"] == "solve.finished" and e["solve_id"] == solve_id, timeout
-        )
-
-    # --- metrics -----------------------------------------------------------------------
-
-    def http_get(self, path: str) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def metrics_text(self) -> str:
-        status, body = self.http_get("/metrics")
-        assert status == 200
-        return body
-
-    def metric(self, name: str, **labels: str) -> float:
-        """The sum of every sample named `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.metrics_text().splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(have.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-        return total
-
-    # --- processes -----------------------------------------------------------------------
-
-    def prover_pids(self) -> list[int]:
-        """Live processes started for this server's attempts (zombies excluded)."""
-        return marked_processes(f"PROOFRACE_OWNER={self.pid}-")
-
-    def fd_count(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def temp_root(self) -> Path:
-        roots = list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"proofrace-{self.pid}-*"))
-        assert len(roots) == 1, roots
-        return roots[0]
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        code = self.process.wait(timeout)
-        self._reader.join(timeout)
-        return code
+async def until(job: Any, predicate: Callable[[Any], bool], timeout: float = 20) -> Any:
+    """Ask the job's status() until `predicate(status)` holds, within a deadline. Only status()
+    can tell how far a prover has got, so there is no event to wait on instead."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate(status := await job.status()):
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+    return status
 
 
-def marked_processes(prefix: str) -> list[int]:
-    needle = prefix.encode()
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = Path(entry.path, "environ").read_bytes()
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(v.startswith(needle) for v in environ.split(b"\0")):
-            found.append(int(entry.name))
-    return found
-
-
-def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
-    """Wait on each pid's pidfd (not a poll loop); returns those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
-
-
-@contextlib.contextmanager
-def running_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[RunningServer]:
-    server = RunningServer(args, env)
-    try:
-        yield server
-    finally:
-        server.stop()
+def speaking(prover: str) -> Callable[[Any], bool]:
+    """A stubborn prover has written output once it has set itself up (handlers, helpers)."""
+    return lambda status: any(a.prover == prover and a.output_bytes > 0 for a in status.attempts)

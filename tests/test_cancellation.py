@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from proofrace.client import (
     Verdict,
 )
 
-from harness import REPO, SAMPLES, RunningServer, wait_gone
+from harness import REPO, SAMPLES, RunningServer, speaking, until, wait_gone
 
 HARD_SMT = (SAMPLES / "pigeonhole-12.smt2").read_text()
 HARD_CNF_FILE = "pigeonhole-12.cnf"
@@ -31,18 +30,6 @@ def started_pids(server: RunningServer, solve_id: str, count: int) -> list[int]:
         lambda e: e["event"] == "attempt.started" and e["solve_id"] == solve_id, count
     )
     return [e["pid"] for e in events]
-
-
-async def until_speaking(job, prover: str, timeout: float = 20) -> None:
-    """Until `prover` has written output: for a stubborn prover, that it has set itself up.
-    Only status() can tell, so this asks it repeatedly, within a deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        status = await job.status()
-        if any(a.prover == prover and a.output_bytes > 0 for a in status.attempts):
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"{prover} never spoke"
-        await asyncio.sleep(0.01)
 
 
 def test_pipelined_cancel_before_solve_answers_stops_the_race(server: RunningServer, run) -> None:
@@ -248,7 +235,7 @@ def test_sigterm_stops_the_server_after_reaping_every_prover(
             job = await client.solve(HARD_SMT, provers=["z3", "cvc5", "deaf"])
             solve_id = (await job.status()).solve_id
             started_pids(server, solve_id, 3)
-            await until_speaking(job, "deaf")  # SIGTERM is ignored from then on
+            await until(job, speaking("deaf"))  # SIGTERM is ignored from then on
             server.process.send_signal(signal.SIGTERM)
             return await job.result()
 
