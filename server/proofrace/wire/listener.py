@@ -99,6 +99,9 @@ class RpcListener:
                 continue
             if endpoint.kind == "tcp":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                # Small answers go out at once: with Nagle's algorithm an answer that follows
+                # another waits for the peer's delayed ACK (about 40 ms).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer_name = f"{peer[0]}:{peer[1]}" if endpoint.kind == "tcp" else "unix"
             task = asyncio.create_task(self._serve(sock, peer_name, endpoint.kind == "unix"))
             self._serving.add(task)
