@@ -54,7 +54,7 @@ struct Args {
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut file = None;
-    let mut addr = std::env::var("PROOFRACE_ADDR").unwrap_or_else(|_| "127.0.0.1:7777".into());
+    let mut addr = std::env::var("PROOFRACE_ADDR").unwrap_or_else(|_| "127.0.0.1:7340".into());
     let mut provers = Vec::new();
     let mut strategy = Strategy::FirstWins;
     let mut format = Format::Auto;

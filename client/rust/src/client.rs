@@ -119,7 +119,7 @@ struct Connection {
 ///     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 ///     let local = tokio::task::LocalSet::new();
 ///     local.block_on(&runtime, async {
-///         let client = Client::connect("127.0.0.1:7777").await?;
+///         let client = Client::connect("127.0.0.1:7340").await?;
 ///         let problem = std::fs::read("samples/distinct.smt2")?;
 ///         let outcome = client.solve(SolveRequest::new(problem)).result().await?;
 ///         println!("{:?} by {:?}", outcome.verdict, outcome.winner);
@@ -130,7 +130,9 @@ struct Connection {
 ///
 /// Clones share one connection. It closes when the client, every clone and
 /// every [`SolveHandle`] are gone (queued messages, such as the release of a
-/// dropped token, are sent first), or at once with [`Client::disconnect`].
+/// dropped token, are sent first), at once with [`Client::disconnect`], or when
+/// the `LocalSet` is dropped. The server cancels every race still tied to a
+/// closed connection (cause `disconnected`).
 #[derive(Clone)]
 pub struct Client {
     dispatcher: dispatcher::Client,
@@ -264,10 +266,9 @@ impl Client {
 }
 
 /// Runs the RPC system until the connection ends, or until the last client and
-/// handle are gone; then closes it politely. Closing through the disconnector
-/// (rather than dropping the socket) writes the messages already queued, such as
-/// the Release of a token dropped just before, ahead of the Abort, so the server
-/// sees `tokenDropped` rather than `disconnected` for those races.
+/// handle are gone; then closes it through the disconnector rather than by dropping
+/// the socket, so that messages already queued (such as the Release of the token
+/// just dropped) are written ahead of the Abort instead of being lost.
 async fn drive(
     rpc: RpcSystem<Side>,
     disconnector: Disconnector<Side>,
@@ -296,13 +297,16 @@ async fn drive(
 /// connection). When the server sees the last reference go while no `result()`
 /// call waits, it cancels the race with cause `tokenDropped`: every attempt still
 /// running is killed (its whole process group) and reaped. A race that already
-/// finished is not affected.
+/// finished is not affected. A handle dropped before the server has answered
+/// `solve` cancels the call itself: the race may then never start at all.
 ///
-/// The messages are written by the connection's task on the `LocalSet`. Before
-/// the process exits, give them a chance to leave: make one more call on the
-/// same connection (e.g. [`Client::provers`]), which is answered only after the
-/// server has read them. If the connection closes instead, the server cancels the
-/// race with cause `disconnected`.
+/// The messages are written by the connection's task on the `LocalSet`. To be sure
+/// the server has acted on them (before the process exits, say), make one more
+/// call on the same connection, e.g. [`Client::provers`]: it is answered only
+/// after the server has read them. Without that round trip, if the connection
+/// closes at about the same time (the process exits, or the handle was the
+/// connection's last user), the race is still cancelled, but the server may
+/// record the cause as `disconnected` instead of `tokenDropped`.
 ///
 /// To keep a race running, keep its handle. Awaiting [`SolveHandle::result`]
 /// borrows the handle, so the race cannot be dropped while its result is awaited.
@@ -376,8 +380,8 @@ mod tests {
     #[test]
     fn addresses_parse() {
         assert_eq!(
-            "127.0.0.1:7777".parse::<Address>().unwrap(),
-            Address::Tcp("127.0.0.1:7777".into())
+            "127.0.0.1:7340".parse::<Address>().unwrap(),
+            Address::Tcp("127.0.0.1:7340".into())
         );
         assert_eq!(
             "[::1]:7777".parse::<Address>().unwrap(),

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{run_local, sample, Server, EASY, HARD, REFUTABLE};
+use common::{run_local, sample, wait_until, Server, EASY, HARD, REFUTABLE};
 use proofrace_client::{
     AttemptOutcome, AttemptState, CancelCause, CancelReason, Client, Error, ErrorKind, Format,
     HostOutcome, SolveHandle, SolveRequest, SolveState, SolveStatus, Verdict,
@@ -245,6 +245,73 @@ fn dropping_the_handle_cancels_the_race_on_the_server() {
             .events(|e| e["event"] == "solve.cancel_requested" && e["solve_id"] == id.as_str());
         assert_eq!(requested.len(), 1, "{requested:?}");
         assert_eq!(requested[0]["cause"], "tokenDropped");
+    }
+}
+
+#[test]
+fn a_handle_dropped_at_once_leaves_no_race_running() {
+    let server = Server::start();
+    run_local(async {
+        let client = Client::connect(&server.addr).await.expect("connect");
+        drop(client.solve(hard_request("rust-dropped-at-once")));
+        // Answered after the server has read the solve call and its Finish.
+        client.provers().await.expect("the connection is unharmed");
+        client.disconnect().await.expect("disconnect");
+    });
+    if server.owns_log() {
+        // Either the call was cancelled before the race started, or the race was
+        // cancelled as soon as its token was released: never left running.
+        let started = server
+            .events(|e| e["event"] == "solve.started" && e["goal_id"] == "rust-dropped-at-once");
+        for s in started {
+            let finished = server
+                .wait_for_event(
+                    |e| e["event"] == "solve.finished" && e["solve_id"] == s["solve_id"],
+                    Duration::from_secs(15),
+                )
+                .expect("the started race finishes");
+            assert_eq!(finished["verdict"], "cancelled", "{finished}");
+        }
+    }
+}
+
+#[test]
+fn dropping_the_client_and_the_handle_together_stops_the_race() {
+    let server = Server::start();
+    let cancelled = |s: &Server| {
+        ["tokenDropped", "disconnected"]
+            .map(|c| s.counter("proofrace_solve_cancellations_total", "cause", c))
+            .iter()
+            .sum::<f64>()
+    };
+    let before = cancelled(&server);
+    let solve_id = std::cell::RefCell::new(String::new());
+    run_local(async {
+        let client = Client::connect(&server.addr).await.expect("connect");
+        let handle = client.solve(hard_request("rust-drop-all"));
+        *solve_id.borrow_mut() = all_running(&handle).await.solve_id;
+        // No round trip after this: the release and the connection's end reach the
+        // server together, so either cause may be the one recorded.
+        drop(client);
+        drop(handle);
+    });
+    wait_until("the race to be cancelled", Duration::from_secs(15), || {
+        cancelled(&server) > before
+    });
+    if server.owns_log() {
+        let id = solve_id.into_inner();
+        let finished = server
+            .wait_for_event(
+                |e| e["event"] == "solve.finished" && e["solve_id"] == id.as_str(),
+                Duration::from_secs(15),
+            )
+            .expect("solve.finished for the abandoned race");
+        assert_eq!(finished["verdict"], "cancelled");
+        let cause = finished["cause"].as_str().unwrap_or_default();
+        assert!(
+            ["tokenDropped", "disconnected"].contains(&cause),
+            "{finished}"
+        );
     }
 }
 

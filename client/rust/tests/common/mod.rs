@@ -38,6 +38,18 @@ pub fn run_local<F: Future<Output = ()>>(body: F) {
     tokio::task::LocalSet::new().block_on(&runtime, body);
 }
 
+/// Polls `condition` every 20 ms until it holds; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The server's JSON log lines so far, and a signal for new ones.
 #[derive(Default)]
 struct Log {
