@@ -1,0 +1,140 @@
+"""Core figures of the service, measured side by side in one run on this machine.
+
+1. Preemption: a running race of 1, 4 and 8 real SAT attempts (a diversified cadical/minisat
+   portfolio on a hard pigeonhole problem) is cancelled. Measured: the client's cancel call
+   until result() answers (every process reaped), and the server's own trigger-to-reaped
+   latency of the slowest attempt.
+2. Overhead: a trivial problem solved through the service (one prover) against running the
+   same prover binary directly, sequentially.
+
+Usage: python bench/core.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import capnp
+
+from proofrace.client import Client, SolveState
+from proofrace.testing import running_server
+
+REPO = Path(__file__).resolve().parent.parent
+HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
+TRIVIAL = REPO / "samples" / "distinct.smt2"
+
+# Eight members of a SAT portfolio: two solvers, four random seeds each.
+PORTFOLIO = [f"cadical-{i}" for i in range(4)] + [f"minisat-{i}" for i in range(4)]
+
+
+def portfolio_registry(path: Path) -> Path:
+    tables = []
+    for i in range(4):
+        tables.append(
+            f'[cadical-{i}]\ncommand = ["cadical", "-q", "-n", "--seed={i}", "{{input}}"]\n'
+            'formats = ["dimacs"]\ndefault = false\n'
+            "rules = [['^s UNSATISFIABLE$', \"proved\"], ['^s SATISFIABLE$', \"refuted\"]]\n"
+        )
+        tables.append(
+            f'[minisat-{i}]\ncommand = ["minisat", "-verb=0", "-rnd-freq=0.02", '
+            f'"-rnd-seed={i + 1}", "{{input}}"]\nformats = ["dimacs"]\ndefault = false\n'
+            "rules = [['^UNSATISFIABLE$', \"proved\"], ['^SATISFIABLE$', \"refuted\"]]\n"
+        )
+    path.write_text("\n".join(tables))
+    return path
+
+
+def percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    return f"{pick(0.5):8.2f} {pick(0.9):8.2f} {pick(0.99):8.2f} {ordered[-1]:8.2f}"
+
+
+async def preemption(address: str, attempts: int, runs: int) -> tuple[list[float], list[float]]:
+    to_result, server_side = [], []
+    async with Client.connect(address) as client:
+        for _ in range(runs):
+            job = await client.solve(HARD, provers=PORTFOLIO[:attempts])
+            while True:  # until every attempt's process runs
+                status = await job.status()
+                if all(a.state.value == "running" for a in status.attempts):
+                    break
+                await asyncio.sleep(0.005)
+            start = time.perf_counter()
+            await job.cancel("benchmark")
+            outcome = await job.result()
+            to_result.append((time.perf_counter() - start) * 1e3)
+            assert status.state is SolveState.RUNNING
+            server_side.append(max(a.stop.latency_ns for a in outcome.attempts if a.stop) / 1e6)
+    return to_result, server_side
+
+
+async def through_service(address: str, runs: int) -> list[float]:
+    content = TRIVIAL.read_text()
+    times = []
+    async with Client.connect(address) as client:
+        for _ in range(runs):
+            start = time.perf_counter()
+            job = await client.solve(content, provers=["z3"])
+            outcome = await job.result()
+            times.append((time.perf_counter() - start) * 1e3)
+            assert outcome.winner == "z3"
+    return times
+
+
+def direct(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(["z3", "-smt2", str(TRIVIAL)], capture_output=True, check=True)
+        times.append((time.perf_counter() - start) * 1e3)
+        assert done.stdout.strip() == b"unsat"
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    runs = args.runs
+
+    with tempfile.TemporaryDirectory() as tmp, running_server(
+        [
+            "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+            "--provers-file", str(portfolio_registry(Path(tmp) / "portfolio.toml")),
+        ]
+    ) as server:  # fmt: skip
+
+        def run(coroutine):  # type: ignore[no-untyped-def]
+            return asyncio.run(capnp.run(coroutine))
+
+        print(f"proofrace core benchmark: {runs} runs each, ms")
+        print()
+        print("Preemption of a running race (cancel call -> every process reaped)")
+        print(f"{'attempts':>8}  {'measured at':<26} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+        for attempts in (1, 4, 8):
+            to_result, server_side = run(preemption(server.address, attempts, runs))
+            print(f"{attempts:>8}  {'client: cancel -> result':<26} {percentiles(to_result)}")
+            print(f"{'':>8}  {'server: trigger -> reaped':<26} {percentiles(server_side)}")
+        print()
+        print("Overhead on a trivial problem (z3, distinct.smt2), sequential")
+        service = run(through_service(server.address, runs))
+        plain = direct(runs)
+        p50_service, p50_plain = statistics.median(service), statistics.median(plain)
+        print(f"{'':10}{'':26} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+        print(f"{'':10}{'z3 run directly':<26} {percentiles(plain)}")
+        print(f"{'':10}{'through proofrace':<26} {percentiles(service)}")
+        print(
+            f"{'':10}overhead at p50: {p50_service - p50_plain:+.2f} ms "
+            f"({p50_service / p50_plain:.2f}x the direct run)"
+        )
+
+
+if __name__ == "__main__":
+    main()
