@@ -4,7 +4,9 @@
    portfolio on a hard pigeonhole problem) is cancelled. Measured: the client's cancel call
    until result() answers (every process reaped), and the server's own trigger-to-reaped
    latency of the slowest attempt.
-2. Overhead: a trivial problem solved through the service (one prover) against running the
+2. Dropping the handle (Python client): from the moment the job is dropped until the server
+   records the cancel, and until every process is reaped (read off the server's log).
+3. Overhead: a trivial problem solved through the service (one prover) against running the
    same prover binary directly, sequentially.
 
 Usage: python bench/core.py [--runs N]
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +26,7 @@ from pathlib import Path
 import capnp
 
 from proofrace.client import Client, SolveState
-from proofrace.testing import running_server
+from proofrace.testing import RunningServer, running_server
 
 REPO = Path(__file__).resolve().parent.parent
 HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
@@ -75,6 +78,36 @@ async def preemption(address: str, attempts: int, runs: int) -> tuple[list[float
     return to_result, server_side
 
 
+async def drop_latency(server: RunningServer, runs: int) -> tuple[list[float], list[float]]:
+    to_cancel, to_reaped = [], []
+    async with Client.connect(server.address) as client:
+        for _ in range(runs):
+            job = await client.solve(HARD, provers=PORTFOLIO[:2])
+            status = await job.status()
+            while not all(a.state.value == "running" for a in status.attempts):
+                await asyncio.sleep(0.005)
+                status = await job.status()
+            dropped_ns = time.time_ns()
+            job.release()
+            del job
+            await client.provers()  # the Release left before this call
+            cancelled = server.wait_for_event(
+                lambda e, s=status.solve_id: (
+                    e["event"] == "solve.cancel_requested" and e["solve_id"] == s
+                )
+            )
+            finished = server.solve_finished(status.solve_id)
+            assert cancelled["cause"] == "tokenDropped"
+            to_cancel.append((_unix_ns(cancelled["timestamp"]) - dropped_ns) / 1e6)
+            to_reaped.append((_unix_ns(finished["timestamp"]) - dropped_ns) / 1e6)
+    return to_cancel, to_reaped
+
+
+def _unix_ns(timestamp: str) -> int:
+    moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
 async def through_service(address: str, runs: int) -> list[float]:
     content = TRIVIAL.read_text()
     times = []
@@ -122,6 +155,11 @@ def main() -> None:
             to_result, server_side = run(preemption(server.address, attempts, runs))
             print(f"{attempts:>8}  {'client: cancel -> result':<26} {percentiles(to_result)}")
             print(f"{'':>8}  {'server: trigger -> reaped':<26} {percentiles(server_side)}")
+        print()
+        print("Dropping the handle (Python client, 2 attempts running)")
+        to_cancel, to_reaped = run(drop_latency(server, runs))
+        print(f"{'':10}{'drop -> cancel recorded':<26} {percentiles(to_cancel)}")
+        print(f"{'':10}{'drop -> all reaped':<26} {percentiles(to_reaped)}")
         print()
         print("Overhead on a trivial problem (z3, distinct.smt2), sequential")
         service = run(through_service(server.address, runs))
