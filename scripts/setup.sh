@@ -35,6 +35,6 @@ want="$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1) $root"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "setup: installing the proofrace package into $venv"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$venv/bin/pip" install -q -e "$root[dev]"
+  "$venv/bin/pip" install -q -e "$root[dev,bench]"
   echo "$want" >"$stamp"
 fi
