@@ -123,6 +123,7 @@ void printOutcome(SolveOutcome::Reader o) {
   for (auto a : o.getAttempts()) {
     if (!attempts.empty()) attempts += ",";
     attempts += std::string(a.getProver().cStr()) + ":" + enumName(a.getOutcome());
+    if (a.hasStop()) attempts += "/" + enumName(a.getStop().getReason().getCause());
   }
   std::cout << "attempts=" << attempts << "\n"
             << "elapsed_us=" << o.getElapsedUs() << "\n";
@@ -171,16 +172,18 @@ void cancelPipelined(capnp::EzRpcClient& client, const Args& args, const std::st
   printOutcome(result.getOutcome());
 }
 
-// True once the race runs with at least one attempt actually started.
+// True once every attempt's process is running. status() never waits, so
+// polling it is the only way to learn this.
 bool isRunning(SolveStatus::Reader st) {
   if (st.getState() == SolveStatus::State::FINISHED) {
     throw std::runtime_error("the race finished before it could be dropped");
   }
   if (st.getState() != SolveStatus::State::RUNNING) return false;
-  for (auto a : st.getAttempts()) {
-    if (a.getState() == AttemptStatus::State::RUNNING) return true;
+  auto attempts = st.getAttempts();
+  for (auto a : attempts) {
+    if (a.getState() != AttemptStatus::State::RUNNING) return false;
   }
-  return false;
+  return attempts.size() > 0;
 }
 
 void drop(capnp::EzRpcClient& client, const Args& args, const std::string& content) {
@@ -214,7 +217,8 @@ void drop(capnp::EzRpcClient& client, const Args& args, const std::string& conte
   // Messages on one connection are handled in order, so once this answer
   // arrives the server has processed the Release as well.
   auto provers = dispatcher.proversRequest().send().wait(ws);
-  std::cout << "provers=" << provers.getProvers().size() << "\n";
+  std::cout << "acked_at_ns=" << unixNanos() << "\n"
+            << "provers=" << provers.getProvers().size() << "\n";
 }
 
 }  // namespace

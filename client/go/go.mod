@@ -2,7 +2,7 @@ module proofrace/client/go
 
 go 1.21
 
-require capnproto.org/go/capnp/v3 v3.1.0-alpha.2
+require capnproto.org/go/capnp/v3 v3.0.1-alpha.2
 
 require (
 	github.com/colega/zeropool v0.0.0-20230505084239-6fb4a4f75381 // indirect

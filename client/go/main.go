@@ -171,7 +171,14 @@ func cancelPipelined(ctx context.Context, d schema.Dispatcher, goal string, cont
 	}
 	fmt.Printf("cancel_state=%s\n", st.State())
 
-	res, releaseRes := tok.Result(ctx, nil)
+	// solve() has answered by now (the cancel was delivered after it returned).
+	// Later calls go to the token in that answer, not to the pipeline, whose
+	// question go-capnp finishes on its own once the answer is in.
+	solved, err := fut.Struct()
+	if err != nil {
+		return fmt.Errorf("solve: %w", err)
+	}
+	res, releaseRes := solved.Token().Result(ctx, nil)
 	defer releaseRes()
 	out, err := res.Struct()
 	if err != nil {
@@ -192,7 +199,14 @@ func drop(ctx context.Context, d schema.Dispatcher, goal string, content []byte,
 			release()
 		}
 	}()
-	tok := fut.Token()
+	// Take the token from the answer rather than from the pipeline: go-capnp
+	// resolves a pipelined client in the background, and with it the release
+	// at times did not reach the server before the client exited.
+	res, err := fut.Struct()
+	if err != nil {
+		return fmt.Errorf("solve: %w", err)
+	}
+	tok := res.Token()
 
 	solveID, err := waitRunning(ctx, tok)
 	if err != nil {
@@ -215,6 +229,7 @@ func drop(ctx context.Context, d schema.Dispatcher, goal string, content []byte,
 	if err != nil {
 		return fmt.Errorf("provers: %w", err)
 	}
+	fmt.Printf("acked_at_ns=%d\n", time.Now().UnixNano())
 	list, err := pres.Provers()
 	if err != nil {
 		return err
@@ -223,8 +238,8 @@ func drop(ctx context.Context, d schema.Dispatcher, goal string, content []byte,
 	return nil
 }
 
-// waitRunning polls status() until the race is running with at least one
-// attempt actually started, and returns the solve id.
+// waitRunning polls status() until every attempt's process is running, and
+// returns the solve id. status() never waits, so polling is the only way.
 func waitRunning(ctx context.Context, tok schema.CancelToken) (string, error) {
 	deadline := time.Now().Add(runningDeadline)
 	for {
@@ -267,11 +282,11 @@ func snapshot(ctx context.Context, tok schema.CancelToken) (id string, running b
 		return "", false, err
 	}
 	for i := 0; i < attempts.Len(); i++ {
-		if attempts.At(i).State() == schema.AttemptStatus_State_running {
-			return id, true, nil
+		if attempts.At(i).State() != schema.AttemptStatus_State_running {
+			return id, false, nil
 		}
 	}
-	return id, false, nil
+	return id, attempts.Len() > 0, nil
 }
 
 func isDone(ch <-chan struct{}) bool {
@@ -317,7 +332,15 @@ func printOutcome(o schema.SolveOutcome) error {
 	for i := 0; i < attempts.Len(); i++ {
 		a := attempts.At(i)
 		name, _ := a.Prover()
-		parts = append(parts, name+":"+a.Outcome().String())
+		part := name + ":" + a.Outcome().String()
+		if a.HasStop() {
+			if stop, err := a.Stop(); err == nil {
+				if r, err := stop.Reason(); err == nil {
+					part += "/" + r.Cause().String()
+				}
+			}
+		}
+		parts = append(parts, part)
 	}
 	fmt.Printf("attempts=%s\nelapsed_us=%d\n", strings.Join(parts, ","), o.ElapsedUs())
 	return nil

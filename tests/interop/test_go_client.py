@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from proofrace.testing import RunningServer
 
 pytestmark = pytest.mark.interop
 
@@ -22,8 +21,6 @@ EASY = str(REPO / "samples" / "distinct.smt2")  # unsat in milliseconds
 HARD = str(REPO / "samples" / "pigeonhole-12.smt2")  # z3 and cvc5 run for minutes
 CANCELLATIONS = "proofrace_solve_cancellations_total"
 GOAL_PREFIX = "proofrace-go:"
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -57,55 +54,49 @@ def run_client(binary: Path, *args: str, timeout: float = 120) -> dict[str, str]
     return out
 
 
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+def attempts(out: dict[str, str]) -> dict[str, tuple[str, str | None]]:
+    """`prover:outcome[/stop cause],...` as {prover: (outcome, stop cause)}."""
+    parsed: dict[str, tuple[str, str | None]] = {}
+    for item in out["attempts"].split(","):
+        prover, _, rest = item.partition(":")
+        outcome, _, cause = rest.partition("/")
+        parsed[prover] = (outcome, cause or None)
+    return parsed
 
 
-def metric(server: Any, name: str, **labels: str) -> float:
-    """Sum of the samples called `name` whose labels include `labels` (0 when absent)."""
-    total = 0.0
-    for family in text_string_to_metric_families(server.metrics_text()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def events(server: Any, **fields: str) -> list[dict[str, Any]]:
+def events(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
     return [e for e in server.log_events() if all(e.get(k) == v for k, v in fields.items())]
 
 
+def wait_event(server: RunningServer, **fields: Any) -> dict[str, Any]:
+    """The first server log event whose fields include `fields`, waiting for it if need be."""
+    return server.wait_for_event(lambda e: all(e.get(k) == v for k, v in fields.items()))
+
+
 def event_ns(event: dict[str, Any]) -> int:
+    """The log stamp as unix nanoseconds (the server writes whole microseconds, UTC)."""
     stamp = datetime.fromisoformat(event["timestamp"])
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
-def test_solve_returns_the_proof(server: Any, client_bin: Path) -> None:
+def test_solve_returns_the_proof(server: RunningServer, client_bin: Path) -> None:
     out = run_client(client_bin, "solve", server.address, EASY, "z3", "cvc5")
 
     assert out["verdict"] == "proved"
-    assert out["winner"] in {"z3", "cvc5"}
     assert out["goal_id"] == GOAL_PREFIX + "distinct.smt2"
-    attempts = dict(a.split(":") for a in out["attempts"].split(","))
-    assert set(attempts) == {"z3", "cvc5"}
-    assert attempts[out["winner"]] == "proved"
-    finished = wait_until(
-        lambda: events(server, event="solve.finished", solve_id=out["solve_id"]),
-        "solve.finished in the server log",
-    )
-    assert finished[0]["verdict"] == "proved"
+    by_prover = attempts(out)
+    assert set(by_prover) == {"z3", "cvc5"}
+    assert by_prover[out["winner"]] == ("proved", None)
+    for outcome, cause in by_prover.values():
+        if outcome == "cancelled":
+            assert cause == "preempted"
+    # result() answers once every attempt is reaped.
+    assert not server.prover_pids()
+    assert server.solve_finished(out["solve_id"])["verdict"] == "proved"
 
 
-def test_pipelined_cancel_stops_the_race(server: Any, client_bin: Path) -> None:
-    before = metric(server, CANCELLATIONS, cause="client")
+def test_pipelined_cancel_stops_the_race(server: RunningServer, client_bin: Path) -> None:
+    before = server.metric(CANCELLATIONS, cause="client")
     reason = "interop: cancelled before solve returned"
 
     out = run_client(client_bin, "cancel-pipelined", server.address, HARD, reason, "z3", "cvc5")
@@ -113,54 +104,41 @@ def test_pipelined_cancel_stops_the_race(server: Any, client_bin: Path) -> None:
     # The cancel went out on the promised token, before solve() had answered.
     assert out["cancel_before_return"] == "true"
     assert out["cancel_state"] in {"cancelling", "finished"}
-    assert out["verdict"] == "cancelled"
-    assert out["cause"] == "client"
-    assert out["message"] == reason
+    assert (out["verdict"], out["cause"], out["message"]) == ("cancelled", "client", reason)
     assert out["winner"] == ""
-    # result() answers only once every attempt is reaped.
+    assert {outcome for outcome, _ in attempts(out).values()} == {"cancelled"}
+    assert set(attempts(out)) == {"z3", "cvc5"}
+    # result() answered, so every attempt was reaped: nothing of this server may run.
     assert not server.prover_pids()
 
-    wait_until(
-        lambda: metric(server, CANCELLATIONS, cause="client") > before,
-        "proofrace_solve_cancellations_total{cause=client} to go up",
-    )
-    requested = wait_until(
-        lambda: events(server, event="solve.cancel_requested", solve_id=out["solve_id"]),
-        "solve.cancel_requested in the server log",
-    )
-    assert [e["cause"] for e in requested] == ["client"]
-    assert requested[0]["message"] == reason
+    assert server.metric(CANCELLATIONS, cause="client") == before + 1
+    wait_event(server, event="solve.cancel_requested", solve_id=out["solve_id"])
+    requested = events(server, event="solve.cancel_requested", solve_id=out["solve_id"])
+    assert [(e["cause"], e["message"]) for e in requested] == [("client", reason)]
 
 
-def test_dropped_token_cancels_the_race(server: Any, client_bin: Path) -> None:
-    before = metric(server, CANCELLATIONS, cause="tokenDropped")
+def test_dropped_token_cancels_the_race(server: RunningServer, client_bin: Path) -> None:
+    before = server.metric(CANCELLATIONS, cause="tokenDropped")
 
     out = run_client(client_bin, "drop", server.address, HARD, "z3", "cvc5")
 
     assert int(out["provers"]) > 0  # the round trip after the drop was answered
     solve_id = out["solve_id"]
-    dropped_at_ns = int(out["dropped_at_ns"])
+    dropped_at, acked_at = int(out["dropped_at_ns"]), int(out["acked_at_ns"])
+    requested = wait_event(server, event="solve.cancel_requested", solve_id=solve_id)
+    causes = [e["cause"] for e in events(server, event="solve.cancel_requested", solve_id=solve_id)]
+    assert causes == ["tokenDropped"]
+    # Caused by the drop, not by anything earlier; and handled before the server answered
+    # the next call on that connection (stamps are whole microseconds).
+    assert event_ns(requested) + 1000 > dropped_at
+    assert event_ns(requested) <= acked_at
+    # The metric moves in the same step that writes the log line.
+    assert server.metric(CANCELLATIONS, cause="tokenDropped") == before + 1
 
-    requested = wait_until(
-        lambda: events(server, event="solve.cancel_requested", solve_id=solve_id),
-        "solve.cancel_requested after the token was dropped",
-    )
-    assert [e["cause"] for e in requested] == ["tokenDropped"]
-    # Caused by the drop, not by anything earlier (log stamps are whole microseconds).
-    assert event_ns(requested[0]) + 1000 > dropped_at_ns
-    wait_until(
-        lambda: metric(server, CANCELLATIONS, cause="tokenDropped") > before,
-        "proofrace_solve_cancellations_total{cause=tokenDropped} to go up",
-    )
-    # The client waited until an attempt was running, so one was preempted.
-    preempted = wait_until(
-        lambda: events(server, event="attempt.preempted", solve_id=solve_id),
-        "attempt.preempted for the dropped race",
-    )
+    finished = server.solve_finished(solve_id)
+    assert (finished["verdict"], finished["cause"]) == ("cancelled", "tokenDropped")
+    # The client dropped the token once every attempt was running: each one was preempted.
+    preempted = events(server, event="attempt.preempted", solve_id=solve_id)
+    assert sorted(e["prover"] for e in preempted) == ["cvc5", "z3"]
     assert {e["reason"] for e in preempted} == {"tokenDropped"}
-    finished = wait_until(
-        lambda: events(server, event="solve.finished", solve_id=solve_id),
-        "solve.finished for the dropped race",
-    )
-    assert (finished[0]["verdict"], finished[0]["cause"]) == ("cancelled", "tokenDropped")
-    wait_until(lambda: not server.prover_pids(), "every prover process to be reaped")
+    assert not server.prover_pids()
