@@ -17,7 +17,11 @@ interface Dispatcher {
   # race (cause `tokenDropped`); losing the connection cancels it (`disconnected`).
 
   provers @1 () -> (provers :List(ProverInfo));
-  # Every prover this server knows, installed or not.
+  # Every prover this server knows, installed or not (its own and its workers').
+
+  registerWorker @2 (worker :Worker, info :WorkerInfo) -> (registration :Registration);
+  # A worker that dialled the dispatcher offers itself. It stays listed while it holds
+  # `registration` and its connection lives; attempts then reach it through `worker.run`.
 }
 
 interface CancelToken {
@@ -183,4 +187,43 @@ struct ProverInfo {
   version @1 :Text;          # as the binary reports it; empty when not installed
   formats @2 :List(Format);
   available @3 :Bool;        # installed on this server
+}
+
+# --- Remote workers ---------------------------------------------------------------------------
+
+interface Worker {
+  run @0 (attempt :AttemptRequest, events :AttemptEvents) -> (result :Attempt);
+  # Runs one attempt to its end on the worker's machine. Cancelling this call preempts it:
+  # the worker kills the attempt's process group, reaps it, then reports `events.ended`.
+  # If the connection dies, the worker stops every attempt it runs for it.
+
+  info @1 () -> (info :WorkerInfo);
+}
+
+interface AttemptEvents {
+  # Sent by a worker about one attempt, to the dispatcher that asked for it.
+  started @0 (pid :UInt32) -> ();
+  ended @1 (result :Attempt) -> ();
+  # Once the attempt's process is reaped, however it ended: the answer of a cancelled `run`
+  # call travels this way. For a stopped attempt, `result.stop.latencyUs` is the worker's own
+  # latency, from the cancellation reaching it to the process reaped.
+}
+
+interface Registration {
+  # Held by a worker: releasing it withdraws the worker (for draining).
+}
+
+struct WorkerInfo {
+  name @0 :Text;
+  provers @1 :List(ProverInfo);
+  slots @2 :UInt16;          # attempts it runs at once
+}
+
+struct AttemptRequest {
+  prover @0 :Text;
+  content @1 :Data;
+  format @2 :Format;         # never auto
+  timeoutMs @3 :UInt32;
+  solveId @4 :Text;          # for the worker's logs
+  attemptId @5 :Text;
 }

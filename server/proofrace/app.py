@@ -13,13 +13,16 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import capnp
 import structlog
 
 from proofrace import __version__
 from proofrace.backends.local import LocalBackend, LocalSettings
+from proofrace.backends.pool import Place, Pool
 from proofrace.backends.registry import Registry
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.config import Settings, split_host_port
@@ -28,7 +31,9 @@ from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
 from proofrace.race.plan import RaceLimits
 from proofrace.race.service import RaceService
+from proofrace.wire.capabilities import DispatcherServer
 from proofrace.wire.listener import RpcListener
+from proofrace.wire.remote import WorkerDirectory
 
 _log = structlog.get_logger("proofrace")
 
@@ -36,24 +41,20 @@ _log = structlog.get_logger("proofrace")
 async def serve(settings: Settings) -> None:
     registry = Registry.load([Path(settings.provers_file)] if settings.provers_file else [])
     registry.probe()
-    temp_root = Path(
-        tempfile.mkdtemp(prefix=f"proofrace-{os.getpid()}-", dir=settings.temp_dir or None)
-    )
+    temp_root = scratch_dir(settings)
     guard = OrphanGuard.start(temp_root)
     metrics = Metrics()
     metrics.info.info({"version": __version__})
-    backend = LocalBackend(
-        registry,
-        LocalSettings(
-            memory_bytes=settings.memory_limit_mb * 1024 * 1024,
-            grace_seconds=settings.grace_s,
-            output_tail_bytes=settings.output_tail_bytes,
-        ),
-        guard,
-        temp_root,
-    )
+    pool = Pool()
+    if settings.local_slots != 0:
+        pool.add(
+            Place(
+                "local", local_backend(settings, registry, guard, temp_root), settings.local_slots
+            )
+        )
+    workers = WorkerDirectory(pool, settings.grace_s, on_count=metrics.workers.inc)
     service = RaceService(
-        backend,
+        pool,
         Telemetry(metrics),
         RaceLimits(
             max_request_bytes=settings.max_request_bytes,
@@ -62,7 +63,7 @@ async def serve(settings: Settings) -> None:
         ),
     )
     listener = RpcListener(
-        service,
+        lambda connection: DispatcherServer(service, connection, workers),
         # Room for the largest accepted problem twice over, plus the message's own structure;
         # anything larger is refused by Cap'n Proto before it reaches us.
         traversal_limit_words=(settings.max_request_bytes // 8) * 2 + (1 << 20),
@@ -70,10 +71,11 @@ async def serve(settings: Settings) -> None:
     )
     endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: service.accepting)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
+    dialers = [
+        asyncio.ensure_future(workers.dial(*split_host_port(address), stop))
+        for address in settings.workers
+    ]
     try:
         endpoints = [await listener.listen_tcp(*split_host_port(e)) for e in settings.listen]
         if settings.unix:
@@ -92,17 +94,45 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
         _log.info("server.stopping", in_flight=service.in_flight)
     finally:
+        stop.set()
+        await asyncio.gather(*dialers, return_exceptions=True)
         await listener.stop_accepting()
         await service.shutdown()
         await listener.close_connections()
         await endpoint.close()
         guard.close()
         shutil.rmtree(temp_root, ignore_errors=True)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         _log.info("server.stopped")
 
 
-def run(settings: Settings) -> None:
+def local_backend(
+    settings: Settings, registry: Registry, guard: OrphanGuard, temp_root: Path
+) -> LocalBackend:
+    return LocalBackend(
+        registry,
+        LocalSettings(
+            memory_bytes=settings.memory_limit_mb * 1024 * 1024,
+            grace_seconds=settings.grace_s,
+            output_tail_bytes=settings.output_tail_bytes,
+        ),
+        guard,
+        temp_root,
+    )
+
+
+def scratch_dir(settings: Settings) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"proofrace-{os.getpid()}-", dir=settings.temp_dir or None))
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (a second one is not needed: shutdown is bounded)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(capnp.run(serve(settings)))
+        asyncio.run(capnp.run(main))

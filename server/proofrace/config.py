@@ -13,6 +13,8 @@ from typing import Any
 ENV_PREFIX = "PROOFRACE_"
 DEFAULT_PORT = 7340
 DEFAULT_METRICS_PORT = 7341
+DEFAULT_WORKER_PORT = 7342
+DEFAULT_WORKER_METRICS_PORT = 7343
 
 
 class ConfigError(ValueError):
@@ -41,6 +43,15 @@ class Settings:
     temp_dir: str = ""
     log_format: str = "auto"
     log_level: str = "info"
+    # Dispatcher: attempts it runs itself at once (-1: no limit, 0: only on workers), and
+    # workers it dials itself ("host:port"), besides those that register by dialling in.
+    local_slots: int = -1
+    workers: list[str] = field(default_factory=list)
+    # Worker: the dispatcher to register with, the name to register under (default: the host
+    # name), and attempts it runs at once (0: one per CPU).
+    dispatcher: str = ""
+    name: str = ""
+    slots: int = 0
 
     @classmethod
     def load(
@@ -48,8 +59,10 @@ class Settings:
         config_file: str | None = None,
         environ: Mapping[str, str] = os.environ,
         overrides: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Settings:
         settings = cls()
+        settings._apply(defaults or {}, origin="defaults")
         if config_file:
             try:
                 document = tomllib.loads(Path(config_file).read_text())
@@ -78,9 +91,10 @@ class Settings:
                 raise ConfigError(f"{origin}: {name} = {value!r} is not valid") from None
 
     def _check(self) -> None:
-        if not self.listen and not self.unix:
+        if not self.listen and not self.unix and not self.dispatcher:
             raise ConfigError("nothing to listen on: set listen and/or unix")
-        for entry in [*self.listen, *([self.metrics] if self.metrics else [])]:
+        addresses = [*self.listen, *self.workers, *filter(None, [self.metrics, self.dispatcher])]
+        for entry in addresses:
             split_host_port(entry)
         if self.grace_s < 0 or self.default_timeout_s <= 0 or self.max_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")

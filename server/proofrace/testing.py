@@ -26,12 +26,14 @@ Event = dict[str, Any]
 
 
 class RunningServer:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, command: str = "serve"
+    ) -> None:
         self._events: list[Event] = []
         self._stderr_lines: list[str] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "proofrace.cli.main", "serve", "--log-format", "json", *args],
+            [sys.executable, "-m", "proofrace.cli.main", command, "--log-format", "json", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -40,12 +42,15 @@ class RunningServer:
         self.pid = self.process.pid
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
-        ready = self.wait_for_event(lambda e: e["event"] == "server.ready", timeout=30)
+        role = "worker" if command == "worker" else "server"
+        ready = self.wait_for_event(lambda e: e["event"] == f"{role}.ready", timeout=30)
         rpc = ready["rpc"]
-        self.address: str = next(a for a in rpc if not a.startswith("unix:"))
+        # A worker that only dials out has no address of its own.
+        self.address: str = next((a for a in rpc if not a.startswith("unix:")), "")
         self.unix: str | None = next((a for a in rpc if a.startswith("unix:")), None)
-        self.host, port = self.address.rsplit(":", 1)
-        self.port = int(port)
+        host, _, port = self.address.rpartition(":")
+        self.host: str = host
+        self.port = int(port or 0)
         self.metrics_port: int = ready["metrics_port"]
 
     # --- log ---------------------------------------------------------------------------
@@ -185,8 +190,11 @@ def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[RunningServer]:
-    server = RunningServer(args, env)
+def running_server(
+    args: list[str], env: dict[str, str] | None = None, command: str = "serve"
+) -> Iterator[RunningServer]:
+    """A server (or, with command="worker", a worker) for the length of a `with` block."""
+    server = RunningServer(args, env, command)
     try:
         yield server
     finally:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from proofrace.core.cancel import CancelScope
-from proofrace.core.model import AttemptResult, Problem, ProverInfo
+from proofrace.core.model import (
+    AttemptOutcome,
+    AttemptResult,
+    CancelCause,
+    Problem,
+    ProverInfo,
+    Stop,
+)
 from proofrace.core.progress import AttemptProgress
 
 
@@ -29,3 +37,18 @@ class Backend(Protocol):
         and reported with the scope's reason and the latency from `scope.called_ns`.
         """
         ...
+
+
+def stopped_outcome(stop: Stop) -> AttemptOutcome:
+    """A deadline reads as the host's `timeout`; every other stop as `cancelled`."""
+    if stop.reason.cause is CancelCause.TIMEOUT:
+        return AttemptOutcome.TIMEOUT
+    return AttemptOutcome.CANCELLED
+
+
+def not_started(prover: str, scope: CancelScope) -> AttemptResult:
+    """An attempt whose scope was cancelled before its process could start."""
+    assert scope.reason is not None
+    called = scope.called_ns or time.monotonic_ns()
+    stop = Stop(scope.reason, latency_ns=time.monotonic_ns() - called, escalated=False)
+    return AttemptResult(prover, stopped_outcome(stop), stop=stop)

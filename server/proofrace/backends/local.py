@@ -7,10 +7,10 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from proofrace.backends.base import not_started, stopped_outcome
 from proofrace.backends.process import Limits, ProcessReport, supervise
 from proofrace.backends.registry import Registry
 from proofrace.backends.verdicts import Finding, Match, OutputScanner
@@ -21,7 +21,6 @@ from proofrace.core.model import (
     Answer,
     AttemptOutcome,
     AttemptResult,
-    CancelCause,
     Exit,
     Problem,
     ProverInfo,
@@ -60,7 +59,7 @@ class LocalBackend:
     ) -> AttemptResult:
         spec = self._registry.specs[prover]
         if scope.cancelled:
-            return _never_started(prover, scope)
+            return not_started(prover, scope)
         workdir = Path(tempfile.mkdtemp(prefix=f"{prover}-", dir=self._temp_root))
         try:
             input_name = "problem" + FILE_SUFFIX[problem.format]
@@ -104,19 +103,6 @@ class LocalBackend:
         }
 
 
-def _never_started(prover: str, scope: CancelScope) -> AttemptResult:
-    assert scope.reason is not None
-    called = scope.called_ns or time.monotonic_ns()
-    stop = Stop(scope.reason, latency_ns=time.monotonic_ns() - called, escalated=False)
-    return AttemptResult(prover, _stopped_outcome(stop), stop=stop)
-
-
-def _stopped_outcome(stop: Stop) -> AttemptOutcome:
-    if stop.reason.cause is CancelCause.TIMEOUT:
-        return AttemptOutcome.TIMEOUT
-    return AttemptOutcome.CANCELLED
-
-
 _ANSWER_OF = {
     Finding.PROVED: (AttemptOutcome.PROVED, Answer.PROVED),
     Finding.INCONSISTENT_PREMISES: (AttemptOutcome.INCONSISTENT_PREMISES, Answer.PROVED),
@@ -150,7 +136,7 @@ def _classify(prover: str, report: ProcessReport, scanner: OutputScanner) -> Att
     if report.preemption is not None and not finished_alone:
         p = report.preemption
         stop = Stop(p.reason, latency_ns=report.reaped_ns - p.trigger_ns, escalated=p.escalated)
-        return replace(base, outcome=_stopped_outcome(stop), stop=stop)
+        return replace(base, outcome=stopped_outcome(stop), stop=stop)
     if scanner.error is not None:
         return replace(
             base, outcome=_ERROR_OF[scanner.error.finding], message=scanner.error.message

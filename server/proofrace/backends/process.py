@@ -23,7 +23,7 @@ from pathlib import Path
 
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
-from proofrace.core.cancel import CancelScope
+from proofrace.core.cancel import CancelScope, outlast
 from proofrace.core.model import CancelReason, Exit
 
 _READ_CHUNK = 64 * 1024
@@ -153,7 +153,7 @@ async def supervise(
         except asyncio.CancelledError:
             # The task itself is being torn down (server stopping hard): still reap before leaving.
             signal_group(signal.SIGKILL)
-            await _until_done(exited)
+            await outlast(exited)
             raise
         finally:
             remove_preempt()
@@ -187,9 +187,3 @@ def _apply_limits(pid: int, limits: Limits) -> None:
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         if limits.memory_bytes > 0:
             resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-
-
-async def _until_done(future: asyncio.Future[None]) -> None:
-    while not future.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(future)

@@ -25,8 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--unix", help="also listen on this Unix socket path (created 0600)")
     serve.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
     serve.add_argument("--provers-file", help="TOML registry adding or replacing provers")
+    serve.add_argument(
+        "--local-slots", type=int, help="attempts run here at once (-1: no limit, 0: none)"
+    )
+    serve.add_argument(
+        "--worker", action="append", dest="workers", help="host:port of a worker to dial"
+    )
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    worker = commands.add_parser("worker", help="run attempts for a dispatcher")
+    worker.add_argument("--config", help="TOML settings file ([server] table)")
+    worker.add_argument("--dispatcher", help="host:port of the dispatcher to register with")
+    worker.add_argument(
+        "--listen", action="append", help="host:port to accept a dispatcher on (repeatable)"
+    )
+    worker.add_argument("--name", help="the name to register under (default: host name)")
+    worker.add_argument("--slots", type=int, help="attempts at once (default: one per CPU)")
+    worker.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
+    worker.add_argument("--provers-file", help="TOML registry adding or replacing provers")
+    worker.add_argument("--log-format", choices=["auto", "json", "console"])
+    worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     solve = commands.add_parser("solve", help="solve a problem file on a running service")
     solve.add_argument("file", help="problem file (SMT-LIB2, DIMACS or TPTP); - for stdin")
@@ -46,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "worker"):
         from proofrace.cli.serve import run_serve
 
         return run_serve(args)

@@ -1,36 +1,39 @@
-"""`proofrace serve`."""
+"""`proofrace serve` and `proofrace worker`: settings, logging, then the event loop."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from proofrace import app
+from proofrace import app, worker_app
 from proofrace.backends.registry import RegistryError
-from proofrace.config import ConfigError, Settings
+from proofrace.config import DEFAULT_WORKER_METRICS_PORT, ConfigError, Settings
 from proofrace.observe import logs
+
+# A worker dials out by default; it listens only when told to.
+WORKER_DEFAULTS = {"listen": [], "metrics": f"127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}"}
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    worker = args.command == "worker"
+    flags = {
+        name: getattr(args, name, None)
+        for name in (
+            "listen", "unix", "metrics", "provers_file", "log_format", "log_level",
+            "local_slots", "workers", "dispatcher", "name", "slots",
+        )
+    }  # fmt: skip
     try:
         settings = Settings.load(
-            args.config,
-            overrides={
-                "listen": args.listen,
-                "unix": args.unix,
-                "metrics": args.metrics,
-                "provers_file": args.provers_file,
-                "log_format": args.log_format,
-                "log_level": args.log_level,
-            },
+            args.config, overrides=flags, defaults=WORKER_DEFAULTS if worker else None
         )
     except ConfigError as error:
-        print(f"proofrace serve: {error}", file=sys.stderr)
+        print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)  # type: ignore[arg-type]
     try:
-        app.run(settings)
+        app.run(worker_app.work(settings) if worker else app.serve(settings))
     except (RegistryError, OSError) as error:
-        print(f"proofrace serve: {error}", file=sys.stderr)
+        print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 1
     return 0

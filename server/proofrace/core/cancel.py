@@ -11,12 +11,15 @@ call stack as the trigger instead of waiting for the event loop to schedule a ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from proofrace.core.model import CancelReason
 
 Callback = Callable[[CancelReason], None]
+T = TypeVar("T")
 
 
 class CancelScope:
@@ -90,3 +93,12 @@ class CancelScope:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+
+
+async def outlast(future: asyncio.Future[T]) -> T:
+    """Wait for `future` even while the waiting task is being cancelled: for cleanup that must
+    finish (a process must be reaped) before the cancellation may proceed."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(future)
+    return future.result()

@@ -12,6 +12,7 @@ from proofrace.core.model import AttemptOutcome, AttemptState, AttemptStatus
 @dataclass
 class AttemptProgress:
     prover: str
+    attempt_id: str = ""  # "<solve id>.<index>"
     on_started: Callable[[int], None] = lambda _pid: None
     state: AttemptState = AttemptState.STARTING
     created_ns: int = field(default_factory=time.monotonic_ns)

@@ -66,6 +66,7 @@ class Metrics:
             registry=r,
         )
         self.connections = Gauge("proofrace_connections", "Open client connections", registry=r)
+        self.workers = Gauge("proofrace_workers", "Remote workers registered", registry=r)
         self.internal_errors = Counter(
             "proofrace_internal_errors", "Unexpected errors, logged with a traceback", registry=r
         )

@@ -57,7 +57,9 @@ class Race:
         self._attempts = self.scope.child()
         self._judge = Judge(plan.strategy, plan.quorum)
         self._progress = {
-            prover: AttemptProgress(prover, on_started=self._started_hook(i, prover))
+            prover: AttemptProgress(
+                prover, self._attempt_id(i), on_started=self._started_hook(i, prover)
+            )
             for i, prover in enumerate(plan.provers)
         }
         self._results: dict[str, AttemptResult] = {}

@@ -8,14 +8,10 @@ at it, and the finalizer holds only the race and the connection.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import capnp
-import structlog
 
 from proofrace import schema
 from proofrace.core.model import (
@@ -28,55 +24,11 @@ from proofrace.core.model import (
 from proofrace.race.race import RefusedSolve, Solve
 from proofrace.race.service import RaceService
 from proofrace.wire import convert
+from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
+from proofrace.wire.remote import RegistrationServer, WorkerDirectory, read_worker_info
 
 _schema = schema.load()
-_log = structlog.get_logger("proofrace.wire")
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class CallTracker:
-    """Counts calls in progress, so a stopping server can let pending answers go out first."""
-
-    def __init__(self) -> None:
-        self.in_progress = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        self.in_progress += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.in_progress -= 1
-        if self.in_progress == 0:
-            self._idle.set()
-
-    async def idle(self) -> None:
-        await self._idle.wait()
-
-
-calls = CallTracker()
-
-
-def _rpc_method(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Counts the call, and keeps tracebacks home: pycapnp would send a raised exception's
-    full traceback to the peer, so an unexpected error goes out as one plain line."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        calls.enter()
-        try:
-            return await method(*args, **kwargs)
-        except Exception as error:
-            _log.error("rpc.internal_error", method=method.__name__, exc_info=error)
-            raise capnp.KjException("internal server error; see the server log") from None
-        finally:
-            calls.leave()
-
-    return guarded
 
 
 class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-defined]
@@ -84,17 +36,17 @@ class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-d
         self._solve = solve
         weakref.finalize(self, _token_released, solve, connection)
 
-    @_rpc_method
+    @rpc_method
     async def cancel(self, reason: str, _context: Any, **kwargs: Any) -> None:
         self._solve.cancel(CancelReason(CancelCause.CLIENT, reason or "cancelled by the client"))
         convert.write_status(_context.results.init("status"), self._solve.status())
 
-    @_rpc_method
+    @rpc_method
     async def result(self, _context: Any, **kwargs: Any) -> None:
         outcome = await self._solve.outcome()
         convert.write_outcome(_context.results.init("outcome"), outcome)
 
-    @_rpc_method
+    @rpc_method
     async def status(self, _context: Any, **kwargs: Any) -> None:
         convert.write_status(_context.results.init("status"), self._solve.status())
 
@@ -109,11 +61,14 @@ def _token_released(solve: Solve, connection: Connection) -> None:
 
 
 class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-defined]
-    def __init__(self, service: RaceService, connection: Connection) -> None:
+    def __init__(
+        self, service: RaceService, connection: Connection, workers: WorkerDirectory
+    ) -> None:
         self._service = service
         self._connection = connection
+        self._workers = workers
 
-    @_rpc_method
+    @rpc_method
     async def solve(self, request: Any, _context: Any, **kwargs: Any) -> CancelTokenServer:
         try:
             solve_request = convert.read_request(request)
@@ -124,10 +79,16 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
         self._connection.track(solve)
         return CancelTokenServer(solve, self._connection)
 
-    @_rpc_method
+    @rpc_method
     async def provers(self, _context: Any, **kwargs: Any) -> None:
         catalog = self._service.catalog()
         convert.write_provers(_context.results.init("provers", len(catalog)), catalog)
+
+    @rpc_method
+    async def registerWorker(
+        self, worker: Any, info: Any, _context: Any, **kwargs: Any
+    ) -> RegistrationServer:
+        return self._workers.register(worker, read_worker_info(info))
 
     def _refuse(self, message: str) -> Solve:
         return RefusedSolve(

@@ -9,9 +9,11 @@ yet" or as pending messages.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 import weakref
+from collections.abc import Callable
 
 from proofrace.core.model import CancelCause, CancelReason
 from proofrace.race.race import Solve
@@ -26,9 +28,13 @@ class Connection:
         self._sock = sock
         self._closed = False
         self._solves: weakref.WeakSet[Solve] = weakref.WeakSet()
+        self._on_close: list[Callable[[], None]] = []
 
     def track(self, solve: Solve) -> None:
         self._solves.add(solve)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self._on_close.append(callback)
 
     def is_closed(self) -> bool:
         if self._closed:
@@ -46,3 +52,21 @@ class Connection:
         reason = CancelReason(CancelCause.DISCONNECTED, "the client's connection closed")
         for solve in list(self._solves):
             solve.cancel(reason)
+        for callback in self._on_close:
+            callback()
+
+
+async def dial(host: str, port: int) -> socket.socket:
+    """A connected TCP socket, kept by the caller so it can be peeked like an accepted one."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+    except OSError:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

@@ -70,12 +70,12 @@ def write_outcome(builder: Builder, outcome: SolveOutcome) -> None:
     builder.format = outcome.format.value
     attempts = builder.init("attempts", len(outcome.attempts))
     for i, attempt in enumerate(outcome.attempts):
-        _write_attempt(attempts[i], attempt)
+        write_attempt(attempts[i], attempt)
     builder.disagreement = outcome.disagreement
     builder.elapsedUs = outcome.elapsed_ns // 1000
 
 
-def _write_attempt(builder: Builder, attempt: AttemptResult) -> None:
+def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
     builder.prover = attempt.prover
     builder.outcome = attempt.outcome.value
     builder.answer = attempt.answer.value
@@ -141,7 +141,7 @@ def read_outcome(reader: Reader) -> SolveOutcome:
         verdict=Verdict(which),
         strategy=Strategy(str(reader.strategy)),
         format=Format(str(reader.format)),
-        attempts=tuple(_read_attempt(a) for a in reader.attempts),
+        attempts=tuple(read_attempt(a) for a in reader.attempts),
         winner=str(reader.winner),
         cancel_reason=read_reason(reader.verdict.cancelled) if which == "cancelled" else None,
         error=(
@@ -154,7 +154,7 @@ def read_outcome(reader: Reader) -> SolveOutcome:
     )
 
 
-def _read_attempt(reader: Reader) -> AttemptResult:
+def read_attempt(reader: Reader) -> AttemptResult:
     stop = None
     if reader._has("stop"):
         s = reader.stop

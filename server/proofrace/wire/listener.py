@@ -1,4 +1,4 @@
-"""Accepting connections (TCP and Unix) and serving one Dispatcher per connection.
+"""Accepting connections (TCP and Unix) and serving one bootstrap capability per connection.
 
 The accept loop is ours rather than pycapnp's create_server, so that each connection keeps
 its socket object: the token finalizer peeks it to tell a dropped token from a lost peer.
@@ -19,8 +19,7 @@ from typing import Any
 import capnp
 import structlog
 
-from proofrace.race.service import RaceService
-from proofrace.wire.capabilities import DispatcherServer, calls
+from proofrace.wire.calls import calls
 from proofrace.wire.connection import Connection
 
 _log = structlog.get_logger("proofrace.wire")
@@ -40,14 +39,16 @@ class Endpoint:
 
 
 class RpcListener:
+    """Serves `bootstrap(connection)` as the bootstrap capability of each connection."""
+
     def __init__(
         self,
-        service: RaceService,
+        bootstrap: Callable[[Connection], Any],
         *,
         traversal_limit_words: int,
         on_connections: Callable[[int], None] = lambda _n: None,
     ) -> None:
-        self._service = service
+        self._bootstrap = bootstrap
         self._traversal_limit = traversal_limit_words
         self._on_connections = on_connections
         self._sockets: list[socket.socket] = []
@@ -122,7 +123,7 @@ class RpcListener:
             self._streams.add(stream)
             server = capnp.TwoPartyServer(
                 stream,
-                bootstrap=DispatcherServer(self._service, connection),
+                bootstrap=self._bootstrap(connection),
                 traversal_limit_in_words=self._traversal_limit,
             )
             await server.on_disconnect()

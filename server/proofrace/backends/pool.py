@@ -1,0 +1,109 @@
+"""Spreading attempts over places with slots: this machine, and workers that come and go.
+
+The pool is itself a Backend. Each attempt goes to the place that offers its prover and has
+the most free slots, so a race spreads out; when no place has a free slot the attempt waits
+for one (still cancellable: a cancel while queued ends it before it starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from proofrace.backends.base import Backend, not_started
+from proofrace.core.cancel import CancelScope
+from proofrace.core.model import AttemptOutcome, AttemptResult, Problem, ProverInfo
+from proofrace.core.progress import AttemptProgress
+
+
+@dataclass(eq=False)
+class Place:
+    name: str
+    backend: Backend
+    slots: int  # attempts at once; < 0 for no limit
+    in_use: int = 0
+    provers: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def free(self) -> float:
+        return float("inf") if self.slots < 0 else self.slots - self.in_use
+
+    def refresh(self) -> None:
+        self.provers = frozenset(i.name for i in self.backend.catalog() if i.available)
+
+
+class Pool:
+    def __init__(self) -> None:
+        self._places: list[Place] = []
+        self._changed = asyncio.Event()
+
+    @property
+    def places(self) -> list[Place]:
+        return list(self._places)
+
+    def add(self, place: Place) -> None:
+        place.refresh()
+        self._places.append(place)
+        self._wake()
+
+    def remove(self, place: Place) -> None:
+        if place in self._places:
+            self._places.remove(place)
+            self._wake()
+
+    def catalog(self) -> list[ProverInfo]:
+        """Every prover any place knows; available when some place can run it."""
+        merged: dict[str, ProverInfo] = {}
+        for place in self._places:
+            for info in place.backend.catalog():
+                known = merged.get(info.name)
+                if known is None or (info.available and not known.available):
+                    merged[info.name] = info
+        return [merged[name] for name in sorted(merged)]
+
+    async def run(
+        self,
+        prover: str,
+        problem: Problem,
+        *,
+        timeout_s: float,
+        scope: CancelScope,
+        progress: AttemptProgress,
+    ) -> AttemptResult:
+        place = await self._acquire(prover, scope)
+        if place is None:
+            if scope.cancelled:
+                return not_started(prover, scope)
+            return AttemptResult(
+                prover, AttemptOutcome.SYSTEM_ERROR, message=f"no place runs {prover} any more"
+            )
+        try:
+            return await place.backend.run(
+                prover, problem, timeout_s=timeout_s, scope=scope, progress=progress
+            )
+        finally:
+            place.in_use -= 1
+            self._wake()
+
+    async def _acquire(self, prover: str, scope: CancelScope) -> Place | None:
+        cancelled = asyncio.ensure_future(scope.wait())
+        try:
+            while not scope.cancelled:
+                offering = [p for p in self._places if prover in p.provers]
+                if not offering:
+                    return None
+                best = max(offering, key=lambda p: p.free)
+                if best.free > 0:
+                    best.in_use += 1
+                    return best
+                changed = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait({changed, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+            return None
+        finally:
+            cancelled.cancel()
+
+    def _wake(self) -> None:
+        # Wake every waiter once, then re-arm for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -1,0 +1,151 @@
+"""`proofrace worker`: runs attempts for a dispatcher, with the same backends as its own.
+
+It dials out to the dispatcher and registers (so scaling out is starting more workers), and
+can also listen for a dispatcher that dials it (one listed in the dispatcher's `workers`).
+On SIGTERM it drains: every attempt is stopped and reaped and its answer sent, then it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import capnp
+import structlog
+
+from proofrace import __version__, schema
+from proofrace.app import local_backend, scratch_dir, stop_on_signals
+from proofrace.backends.pool import Place, Pool
+from proofrace.backends.registry import Registry
+from proofrace.backends.watchdog import OrphanGuard
+from proofrace.config import Settings, split_host_port
+from proofrace.core.model import CancelCause, CancelReason
+from proofrace.observe.http import MetricsEndpoint
+from proofrace.observe.metrics import Metrics
+from proofrace.observe.telemetry import Telemetry
+from proofrace.wire.connection import Connection, dial
+from proofrace.wire.listener import RpcListener
+from proofrace.wire.promises import first_of
+from proofrace.wire.remote import WorkerInfo, write_worker_info
+from proofrace.wire.worker_server import WorkerServer
+
+_log = structlog.get_logger("proofrace.worker")
+_SHUTDOWN = CancelReason(CancelCause.SHUTDOWN, "the worker is shutting down")
+
+
+async def work(settings: Settings) -> None:
+    registry = Registry.load([Path(settings.provers_file)] if settings.provers_file else [])
+    registry.probe()
+    temp_root = scratch_dir(settings)
+    guard = OrphanGuard.start(temp_root)
+    slots = settings.slots or os.cpu_count() or 1
+    # The worker's own pool keeps it to its advertised slots whoever asks.
+    pool = Pool()
+    pool.add(Place("local", local_backend(settings, registry, guard, temp_root), slots))
+    info = WorkerInfo(settings.name or socket.gethostname(), tuple(registry.info()), slots)
+    metrics = Metrics()
+    metrics.info.info({"version": __version__, "role": "worker"})
+    telemetry = Telemetry(metrics)
+    servers: set[WorkerServer] = set()
+
+    def new_server(connection: Connection) -> WorkerServer:
+        server = WorkerServer(pool, info, telemetry, connection)
+        servers.add(server)
+        connection.on_close(server.connection_lost)
+        return server
+
+    stop = stop_on_signals()
+    endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: not stop.is_set())
+    listener = RpcListener(
+        new_server,
+        traversal_limit_words=(settings.max_request_bytes // 8) * 2 + (1 << 20),
+        on_connections=metrics.connections.inc,
+    )
+    tasks: list[asyncio.Future[None]] = []
+    try:
+        endpoints = [await listener.listen_tcp(*split_host_port(e)) for e in settings.listen]
+        metrics_port = (
+            await endpoint.start(*split_host_port(settings.metrics)) if settings.metrics else None
+        )
+        if settings.dispatcher:
+            tasks.append(
+                asyncio.ensure_future(keep_registered(settings.dispatcher, new_server, info, stop))
+            )
+        _log.info(
+            "worker.ready",
+            name=info.name,
+            slots=slots,
+            rpc=[str(e) for e in endpoints],
+            dispatcher=settings.dispatcher or None,
+            metrics_port=metrics_port,
+            provers=[i.name for i in info.provers if i.available],
+            pid=os.getpid(),
+        )
+        await stop.wait()
+        _log.info("worker.stopping")
+    finally:
+        stop.set()
+        await asyncio.gather(*(s.drain(_SHUTDOWN) for s in servers), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await listener.stop_accepting()
+        await listener.close_connections()
+        await endpoint.close()
+        guard.close()
+        shutil.rmtree(temp_root, ignore_errors=True)
+        _log.info("worker.stopped")
+
+
+async def keep_registered(
+    address: str,
+    new_server: Callable[[Connection], WorkerServer],
+    info: WorkerInfo,
+    stop: asyncio.Event,
+) -> None:
+    """Stay registered with the dispatcher at `address`, reconnecting when it goes away."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            await _registered(address, new_server, info, stop)
+            backoff = 0.5
+        except (OSError, capnp.KjException) as error:
+            _log.info("worker.dispatcher_unreachable", dispatcher=address, error=str(error)[:120])
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+async def _registered(
+    address: str,
+    new_server: Callable[[Connection], WorkerServer],
+    info: WorkerInfo,
+    stop: asyncio.Event,
+) -> None:
+    """One connection to the dispatcher, registered, until it is lost or the worker stops."""
+    sock = await dial(*split_host_port(address))
+    connection = Connection(sock, address)
+    server = new_server(connection)
+    stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+    client = capnp.TwoPartyClient(stream)
+    try:
+        dispatcher = client.bootstrap().cast_as(schema.load().Dispatcher)
+        request = dispatcher.registerWorker_request()
+        request.worker = server
+        write_worker_info(request.init("info"), info)
+        registration = (await request.send()).registration
+        _log.info("worker.registered", dispatcher=address, name=info.name)
+        await first_of(client.on_disconnect(), stop)
+        if stop.is_set():
+            await server.drain(_SHUTDOWN)  # the answers go out while the connection lives
+        else:
+            _log.warning("worker.dispatcher_lost", dispatcher=address)
+        del registration
+    finally:
+        connection.closed()  # stops whatever this dispatcher still had running here
+        client.close()
