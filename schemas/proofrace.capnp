@@ -8,7 +8,21 @@
 
 const currentSchemaVersion :UInt16 = 1;
 
-interface Dispatcher {
+interface Gate {
+  login @0 (credential :Text) -> (result :LoginResult);
+  # When the server requires a credential, its bootstrap capability is a bare Gate: nothing
+  # else is reachable before a successful login. A Dispatcher is also a Gate (its login
+  # returns itself), so a client may always log in first, whatever the server requires.
+}
+
+struct LoginResult {
+  union {
+    dispatcher @0 :Dispatcher;
+    refused @1 :Error;           # kind `unauthenticated`; says what was refused, nothing more
+  }
+}
+
+interface Dispatcher extends(Gate) {
   solve @0 (request :SolveRequest) -> (token :CancelToken);
   # Validates the request, starts the race in the background and returns at once,
   # so a call pipelined on `token` reaches a race that is still running. A refused
@@ -22,6 +36,11 @@ interface Dispatcher {
   registerWorker @2 (worker :Worker, info :WorkerInfo) -> (registration :Registration);
   # A worker that dialled the dispatcher offers itself. It stays listed while it holds
   # `registration` and its connection lives; attempts then reach it through `worker.run`.
+
+  ping @3 () -> (idleTimeoutMs :UInt32);
+  # Any call counts as a sign of life. A server with an idle timeout (0: none) closes a
+  # connection silent for longer, cancelling its solves as `disconnected`: a client that may
+  # wait longer than that on result() pings meanwhile.
 }
 
 interface CancelToken {
@@ -84,6 +103,8 @@ enum ErrorKind {
   proverError @6;        # every attempt failed
   systemError @7;        # the server could not run the attempts
   noProver @8;           # no installed prover reads the format
+  unauthenticated @9;    # the credential was refused
+  overloaded @10;        # too many solves in flight (on this connection or in all); retry later
 }
 
 struct Error {

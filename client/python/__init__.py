@@ -10,7 +10,7 @@ Calls must run inside pycapnp's loop: `asyncio.run(capnp.run(main()))`. For scri
 """
 
 from proofrace.client.address import Address
-from proofrace.client.connection import Client
+from proofrace.client.connection import Client, ConnectError, LoginRefused, LoginRequired
 from proofrace.client.job import Job
 from proofrace.core.model import (
     Answer,
@@ -37,9 +37,12 @@ __all__ = [
     "CancelCause",
     "CancelReason",
     "Client",
+    "ConnectError",
     "ErrorKind",
     "Format",
     "Job",
+    "LoginRefused",
+    "LoginRequired",
     "ProverInfo",
     "SolveError",
     "SolveOutcome",

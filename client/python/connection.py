@@ -5,6 +5,9 @@ Runs inside pycapnp's event loop: `asyncio.run(capnp.run(main()))`, or use `proo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import Any
@@ -18,15 +21,36 @@ from proofrace.core.model import Format, ProverInfo, SolveRequest, Strategy
 from proofrace.wire import convert
 
 
+class ConnectError(Exception):
+    """The server could not be reached, or would not let us in."""
+
+
+class LoginRequired(ConnectError):
+    pass
+
+
+class LoginRefused(ConnectError):
+    pass
+
+
 class Client:
-    def __init__(self, rpc: Any, dispatcher: Any) -> None:
+    def __init__(self, rpc: Any, dispatcher: Any, idle_timeout_s: float) -> None:
         self._rpc = rpc
         self._dispatcher = dispatcher
+        self._keepalive: asyncio.Task[None] | None = None
+        if idle_timeout_s > 0:
+            self._keepalive = asyncio.ensure_future(self._ping_every(idle_timeout_s / 3))
 
     @staticmethod
-    def connect(address: str) -> _Connecting:
-        """`client = await Client.connect(a)`, or `async with Client.connect(a) as client:`."""
-        return _Connecting(Address.parse(address))
+    def connect(
+        address: str, *, credential: str | None = None, tls: ssl.SSLContext | None = None
+    ) -> _Connecting:
+        """`client = await Client.connect(a)`, or `async with Client.connect(a) as client:`.
+
+        `credential`: for a server that requires a login. `tls`: a client context (with the
+        server's CA, and a client certificate for mutual TLS) for a server that speaks TLS.
+        """
+        return _Connecting(Address.parse(address), credential, tls)
 
     async def solve(
         self,
@@ -63,8 +87,19 @@ class Client:
         return convert.read_provers(response.provers)
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
         self._dispatcher = None
         self._rpc.close()
+
+    async def _ping_every(self, interval_s: float) -> None:
+        """Signs of life for a server with an idle timeout, while we wait on results."""
+        with contextlib.suppress(capnp.KjException):
+            while True:
+                await asyncio.sleep(interval_s)
+                await self._dispatcher.ping()
 
     async def __aenter__(self) -> Client:
         return self
@@ -79,19 +114,47 @@ class Client:
 
 
 class _Connecting:
-    def __init__(self, address: Address) -> None:
+    def __init__(
+        self, address: Address, credential: str | None, tls: ssl.SSLContext | None
+    ) -> None:
         self._address = address
+        self._credential = credential
+        self._tls = tls
         self._client: Client | None = None
 
     async def _open(self) -> Client:
         a = self._address
         if a.path:
             stream = await capnp.AsyncIoStream.create_unix_connection(a.path)
+        elif self._tls is not None:
+            stream = await capnp.AsyncIoStream.create_connection(
+                a.host, a.port, ssl=self._tls, server_hostname=a.host
+            )
         else:
             stream = await capnp.AsyncIoStream.create_connection(a.host, a.port)
         rpc = capnp.TwoPartyClient(stream)
-        dispatcher = rpc.bootstrap().cast_as(schema.load().Dispatcher)
-        return Client(rpc, dispatcher)
+        try:
+            dispatcher = await self._dispatcher(rpc.bootstrap())
+            try:
+                idle_ms = (await dispatcher.ping()).idleTimeoutMs
+            except capnp.KjException as error:
+                # A bare Gate implements nothing but login.
+                if self._credential is None and error.type == "UNIMPLEMENTED":
+                    raise LoginRequired("the server requires a credential") from None
+                raise
+        except BaseException:
+            rpc.close()
+            raise
+        return Client(rpc, dispatcher, idle_ms / 1000)
+
+    async def _dispatcher(self, bootstrap: Any) -> Any:
+        compiled = schema.load()
+        if self._credential is None:
+            return bootstrap.cast_as(compiled.Dispatcher)
+        result = (await bootstrap.cast_as(compiled.Gate).login(self._credential)).result
+        if result.which() == "refused":
+            raise LoginRefused(str(result.refused.message))
+        return result.dispatcher
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -14,9 +15,14 @@ from proofrace.core.model import Format, ProverInfo, SolveOutcome, Strategy
 T = TypeVar("T")
 
 
-def _run(address: str, work: Callable[[Client], Awaitable[T]]) -> T:
+def _run(
+    address: str,
+    work: Callable[[Client], Awaitable[T]],
+    credential: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> T:
     async def main() -> T:
-        async with Client.connect(address) as client:
+        async with Client.connect(address, credential=credential, tls=tls) as client:
             return await work(client)
 
     result: T = asyncio.run(capnp.run(main()))
@@ -31,6 +37,8 @@ def solve(
     format: Format = Format.AUTO,
     strategy: Strategy = Strategy.FIRST_WINS,
     time_limit: float | None = None,
+    credential: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> SolveOutcome:
     async def work(client: Client) -> SolveOutcome:
         job = await client.solve(
@@ -39,8 +47,10 @@ def solve(
         async with job:
             return await job.result()
 
-    return _run(address, work)
+    return _run(address, work, credential, tls)
 
 
-def provers(address: str) -> list[ProverInfo]:
-    return _run(address, lambda client: client.provers())
+def provers(
+    address: str, credential: str | None = None, tls: ssl.SSLContext | None = None
+) -> list[ProverInfo]:
+    return _run(address, lambda client: client.provers(), credential, tls)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
@@ -31,7 +32,8 @@ from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
 from proofrace.race.plan import RaceLimits
 from proofrace.race.service import RaceService
-from proofrace.wire.capabilities import DispatcherServer
+from proofrace.wire.capabilities import ConnectionLimits, DispatcherServer, GateServer
+from proofrace.wire.connection import Connection
 from proofrace.wire.listener import RpcListener
 from proofrace.wire.remote import WorkerDirectory
 
@@ -60,13 +62,30 @@ async def serve(settings: Settings) -> None:
             max_request_bytes=settings.max_request_bytes,
             default_timeout_s=settings.default_timeout_s,
             max_timeout_s=settings.max_timeout_s,
+            max_attempts=settings.max_attempts_per_solve,
+            max_solves=settings.max_solves,
         ),
     )
+    secret = settings.secret()
+    limits = ConnectionLimits(
+        max_solves=settings.max_solves_per_connection, idle_timeout_s=settings.idle_timeout_s
+    )
+
+    def bootstrap(connection: Connection) -> DispatcherServer | GateServer:
+        def dispatcher() -> DispatcherServer:
+            return DispatcherServer(service, connection, workers, limits)
+
+        if not secret:
+            connection.authenticated = True
+            return dispatcher()
+        return GateServer(secret, dispatcher, connection, limits)
+
     listener = RpcListener(
-        lambda connection: DispatcherServer(service, connection, workers),
-        # Room for the largest accepted problem twice over, plus the message's own structure;
-        # anything larger is refused by Cap'n Proto before it reaches us.
-        traversal_limit_words=(settings.max_request_bytes // 8) * 2 + (1 << 20),
+        bootstrap,
+        traversal_limit_words=traversal_limit(settings),
+        tls=server_tls(settings),
+        idle_timeout_s=settings.idle_timeout_s,
+        login_timeout_s=settings.login_timeout_s if secret else 0.0,
         on_connections=metrics.connections.inc,
     )
     endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: service.accepting)
@@ -105,6 +124,24 @@ async def serve(settings: Settings) -> None:
         _log.info("server.stopped")
 
 
+def traversal_limit(settings: Settings) -> int:
+    """Room for the largest accepted problem twice over, plus the message's own structure;
+    anything larger is refused by Cap'n Proto before it reaches us."""
+    return (settings.max_request_bytes // 8) * 2 + (1 << 20)
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(settings.tls_client_ca)
+    return context
+
+
 def local_backend(
     settings: Settings, registry: Registry, guard: OrphanGuard, temp_root: Path
 ) -> LocalBackend:
@@ -112,6 +149,7 @@ def local_backend(
         registry,
         LocalSettings(
             memory_bytes=settings.memory_limit_mb * 1024 * 1024,
+            file_bytes=settings.temp_disk_mb * 1024 * 1024,
             grace_seconds=settings.grace_s,
             output_tail_bytes=settings.output_tail_bytes,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,10 +22,18 @@ class ConfigError(ValueError):
     pass
 
 
+def default_socket() -> str:
+    """The local default: a Unix socket in the user's runtime directory."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/proofrace-{os.getuid()}"
+    return f"{runtime}/proofrace/proofrace.sock"
+
+
 @dataclass
 class Settings:
-    # Where the Cap'n Proto service listens: "host:port" entries, and/or a Unix socket path.
-    listen: list[str] = field(default_factory=lambda: [f"127.0.0.1:{DEFAULT_PORT}"])
+    # Where the Cap'n Proto service listens: a Unix socket (mode 0600), and/or "host:port"
+    # entries for TCP. With neither set, a server listens on default_socket(). TCP beyond
+    # loopback needs TLS, or insecure_tcp = true.
+    listen: list[str] = field(default_factory=list)
     unix: str = ""
     # Prometheus /metrics and /healthz; "" turns the endpoint off.
     metrics: str = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
@@ -37,6 +46,27 @@ class Settings:
     output_tail_bytes: int = 16 * 1024
     # Address-space limit per prover process (RLIMIT_AS), in MiB; 0 for none.
     memory_limit_mb: int = 8192
+    # Largest file a prover may write (RLIMIT_FSIZE), in MiB: bounds its scratch disk use.
+    temp_disk_mb: int = 1024
+    # Solves in flight at once: in all, and per connection; attempts in one solve.
+    max_solves: int = 256
+    max_solves_per_connection: int = 32
+    max_attempts_per_solve: int = 16
+    # TLS for TCP: the server's certificate chain and key (PEM); with tls_client_ca, clients
+    # must present a certificate signed by that CA (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # A shared secret clients must present through Gate.login before anything else; read
+    # from auth_secret_file, or given directly (PROOFRACE_AUTH_SECRET). Empty: no login.
+    auth_secret: str = ""
+    auth_secret_file: str = ""
+    # Allow plain TCP on addresses beyond loopback (inside a private network, say).
+    insecure_tcp: bool = False
+    # Close a connection silent for this long (0: never), cancelling its solves as
+    # `disconnected`; clients ping meanwhile. A peer must log in within login_timeout_s.
+    idle_timeout_s: float = 0.0
+    login_timeout_s: float = 10.0
     # A TOML registry whose tables add provers or replace built-in ones.
     provers_file: str = ""
     # Parent of the server's scratch directory; "" for the system's temporary directory.
@@ -60,7 +90,9 @@ class Settings:
         environ: Mapping[str, str] = os.environ,
         overrides: Mapping[str, Any] | None = None,
         defaults: Mapping[str, Any] | None = None,
+        local_default: bool = True,
     ) -> Settings:
+        """`local_default`: with no address configured, listen on `default_socket()`."""
         settings = cls()
         settings._apply(defaults or {}, origin="defaults")
         if config_file:
@@ -76,6 +108,8 @@ class Settings:
         }
         settings._apply(from_env, origin="environment", from_text=True)
         settings._apply({k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
+        if local_default and not settings.listen and not settings.unix:
+            settings.unix = default_socket()
         settings._check()
         return settings
 
@@ -91,8 +125,6 @@ class Settings:
                 raise ConfigError(f"{origin}: {name} = {value!r} is not valid") from None
 
     def _check(self) -> None:
-        if not self.listen and not self.unix and not self.dispatcher:
-            raise ConfigError("nothing to listen on: set listen and/or unix")
         addresses = [*self.listen, *self.workers, *filter(None, [self.metrics, self.dispatcher])]
         for entry in addresses:
             split_host_port(entry)
@@ -100,6 +132,29 @@ class Settings:
             raise ConfigError("timeouts must be positive")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format is one of auto, json, console")
+        if (self.auth_secret or self.auth_secret_file) and len(self.secret()) < 16:
+            raise ConfigError("the login secret must be at least 16 bytes")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca needs tls_cert and tls_key")
+        if not self.tls_cert and not self.insecure_tcp:
+            for entry in self.listen:
+                host, _ = split_host_port(entry)
+                if not _is_loopback(host):
+                    raise ConfigError(
+                        f"refusing plain TCP on {entry}: set tls_cert and tls_key, "
+                        "or insecure_tcp = true for a private network"
+                    )
+
+    def secret(self) -> bytes:
+        """The login secret, or b"" when none is required."""
+        if self.auth_secret_file:
+            try:
+                return Path(self.auth_secret_file).read_bytes().strip()
+            except OSError as e:
+                raise ConfigError(f"auth_secret_file: {e.strerror}") from None
+        return self.auth_secret.encode()
 
 
 def _coerce(value: Any, current: Any, from_text: bool) -> Any:
@@ -112,6 +167,13 @@ def _coerce(value: Any, current: Any, from_text: bool) -> Any:
     if isinstance(current, bool):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
     return type(current)(value)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def split_host_port(entry: str) -> tuple[str, int]:

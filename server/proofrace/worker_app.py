@@ -19,7 +19,13 @@ import capnp
 import structlog
 
 from proofrace import __version__, schema
-from proofrace.app import local_backend, scratch_dir, stop_on_signals
+from proofrace.app import (
+    local_backend,
+    scratch_dir,
+    server_tls,
+    stop_on_signals,
+    traversal_limit,
+)
 from proofrace.backends.pool import Place, Pool
 from proofrace.backends.registry import Registry
 from proofrace.backends.watchdog import OrphanGuard
@@ -63,7 +69,8 @@ async def work(settings: Settings) -> None:
     endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: not stop.is_set())
     listener = RpcListener(
         new_server,
-        traversal_limit_words=(settings.max_request_bytes // 8) * 2 + (1 << 20),
+        traversal_limit_words=traversal_limit(settings),
+        tls=server_tls(settings),
         on_connections=metrics.connections.inc,
     )
     tasks: list[asyncio.Future[None]] = []
@@ -147,5 +154,5 @@ async def _registered(
             _log.warning("worker.dispatcher_lost", dispatcher=address)
         del registration
     finally:
-        connection.closed()  # stops whatever this dispatcher still had running here
+        connection.mark_closed()  # stops whatever this dispatcher still had running here
         client.close()

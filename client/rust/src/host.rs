@@ -101,7 +101,7 @@ impl From<&ServiceError> for HostOutcome {
     /// | `invalidInput`, `requestTooLarge` | `InvalidInput` (the problem itself was rejected) |
     /// | `unsupportedFormat`, `noProver` | `UnsupportedFeature` (nothing here reads it) |
     /// | `proverError` | `ProverError` |
-    /// | `invalidRequest`, `unknownProver`, `proverUnavailable`, `systemError`, newer kinds | `SystemError` (the request or the deployment is at fault, not the problem) |
+    /// | `invalidRequest`, `unknownProver`, `proverUnavailable`, `systemError`, `unauthenticated`, `overloaded`, newer kinds | `SystemError` (the request or the deployment is at fault, not the problem) |
     fn from(e: &ServiceError) -> Self {
         match e.kind {
             ErrorKind::InvalidInput | ErrorKind::RequestTooLarge => HostOutcome::InvalidInput,
@@ -111,6 +111,8 @@ impl From<&ServiceError> for HostOutcome {
             | ErrorKind::UnknownProver
             | ErrorKind::ProverUnavailable
             | ErrorKind::SystemError
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Overloaded
             | ErrorKind::Other(_) => HostOutcome::SystemError,
         }
     }

@@ -93,6 +93,10 @@ pub enum ErrorKind {
     SystemError,
     /// No installed prover reads the format.
     NoProver,
+    /// The credential was refused.
+    Unauthenticated,
+    /// Too many solves in flight (on the connection or in all); retry later.
+    Overloaded,
     /// An enumerant newer than this crate's schema.
     Other(u16),
 }
@@ -538,6 +542,8 @@ impl ErrorKind {
             Ok(pc::ErrorKind::ProverError) => ErrorKind::ProverError,
             Ok(pc::ErrorKind::SystemError) => ErrorKind::SystemError,
             Ok(pc::ErrorKind::NoProver) => ErrorKind::NoProver,
+            Ok(pc::ErrorKind::Unauthenticated) => ErrorKind::Unauthenticated,
+            Ok(pc::ErrorKind::Overloaded) => ErrorKind::Overloaded,
             Err(capnp::NotInSchema(n)) => ErrorKind::Other(n),
         }
     }
@@ -745,6 +751,7 @@ schema_names! {
         ProverUnavailable => "proverUnavailable", UnsupportedFormat => "unsupportedFormat",
         RequestTooLarge => "requestTooLarge", InvalidInput => "invalidInput",
         ProverError => "proverError", SystemError => "systemError", NoProver => "noProver",
+        Unauthenticated => "unauthenticated", Overloaded => "overloaded",
     }
     AttemptOutcome {
         Proved => "proved", NoProofFound => "noProofFound", InvalidInput => "invalidInput",

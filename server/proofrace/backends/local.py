@@ -32,6 +32,7 @@ from proofrace.core.progress import AttemptProgress
 @dataclass(frozen=True)
 class LocalSettings:
     memory_bytes: int = 8 * 1024**3
+    file_bytes: int = 1024**3
     grace_seconds: float = 0.2
     output_tail_bytes: int = 16 * 1024
 
@@ -69,6 +70,7 @@ class LocalBackend:
             limits = Limits(
                 cpu_seconds=math.ceil(timeout_s) + 1,
                 memory_bytes=self._settings.memory_bytes,
+                file_bytes=self._settings.file_bytes,
                 grace_seconds=self._settings.grace_seconds,
             )
             try:

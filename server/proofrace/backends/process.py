@@ -36,6 +36,7 @@ _DRAIN_TIMEOUT_S = 1.0
 class Limits:
     cpu_seconds: int  # RLIMIT_CPU soft limit; the hard limit is one second more
     memory_bytes: int  # RLIMIT_AS; 0 for no limit
+    file_bytes: int  # RLIMIT_FSIZE: the largest file it may write; 0 for no limit
     grace_seconds: float  # SIGTERM to SIGKILL
 
 
@@ -187,3 +188,5 @@ def _apply_limits(pid: int, limits: Limits) -> None:
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         if limits.memory_bytes > 0:
             resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        if limits.file_bytes > 0:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))

@@ -6,9 +6,7 @@ import argparse
 import sys
 
 from proofrace import __version__
-from proofrace.config import DEFAULT_PORT
-
-DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+from proofrace.cli import connect
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--config", help="TOML settings file ([server] table)")
     serve.add_argument("--listen", action="append", help="host:port for Cap'n Proto (repeatable)")
-    serve.add_argument("--unix", help="also listen on this Unix socket path (created 0600)")
+    serve.add_argument(
+        "--unix",
+        help="listen on this Unix socket path, created 0600 (the default with no --listen)",
+    )
     serve.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
     serve.add_argument("--provers-file", help="TOML registry adding or replacing provers")
     serve.add_argument(
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = commands.add_parser("solve", help="solve a problem file on a running service")
     solve.add_argument("file", help="problem file (SMT-LIB2, DIMACS or TPTP); - for stdin")
-    solve.add_argument("--addr", default=DEFAULT_ADDRESS, help="host:port or unix:/path")
+    connect.add_arguments(solve)
     solve.add_argument("--prover", action="append", default=[], help="repeatable; default: all")
     solve.add_argument("--strategy", default="firstWins", choices=["firstWins", "all", "quorum"])
     solve.add_argument("--quorum", type=int, default=2)
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     provers = commands.add_parser("provers", help="list the provers a service knows")
-    provers.add_argument("--addr", default=DEFAULT_ADDRESS, help="host:port or unix:/path")
+    connect.add_arguments(provers)
     return parser
 
 

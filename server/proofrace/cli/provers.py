@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proofrace.client import sync
+from proofrace.cli import connect
+from proofrace.client import ConnectError, sync
 
 
 def run_provers(args: argparse.Namespace) -> int:
     try:
-        provers = sync.provers(args.addr)
-    except (OSError, ConnectionError) as error:
+        provers = sync.provers(args.addr, connect.credential(args), connect.tls(args))
+    except (OSError, ConnectError) as error:
         print(f"proofrace provers: cannot reach {args.addr}: {error}", file=sys.stderr)
         return 2
     width = max((len(p.name) for p in provers), default=6)

@@ -11,7 +11,7 @@ from proofrace.config import DEFAULT_WORKER_METRICS_PORT, ConfigError, Settings
 from proofrace.observe import logs
 
 # A worker dials out by default; it listens only when told to.
-WORKER_DEFAULTS = {"listen": [], "metrics": f"127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}"}
+WORKER_DEFAULTS = {"metrics": f"127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}"}
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -25,8 +25,13 @@ def run_serve(args: argparse.Namespace) -> int:
     }  # fmt: skip
     try:
         settings = Settings.load(
-            args.config, overrides=flags, defaults=WORKER_DEFAULTS if worker else None
+            args.config,
+            overrides=flags,
+            defaults=WORKER_DEFAULTS if worker else None,
+            local_default=not worker,
         )
+        if worker and not (settings.dispatcher or settings.listen):
+            raise ConfigError("a worker needs a dispatcher to dial, or an address to listen on")
     except ConfigError as error:
         print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 2

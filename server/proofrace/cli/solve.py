@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 import capnp
 
-from proofrace.client import Client, Job
+from proofrace.cli import connect
+from proofrace.client import Client, ConnectError, Job
 from proofrace.core.model import (
     AttemptResult,
     Format,
@@ -37,14 +38,16 @@ def run_solve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         code: int = asyncio.run(capnp.run(_solve(args, content)))
-    except (OSError, ConnectionError) as error:
+    except (OSError, ConnectError) as error:
         print(f"proofrace solve: cannot reach {args.addr}: {error}", file=sys.stderr)
         return EXIT_ERROR
     return code
 
 
 async def _solve(args: argparse.Namespace, content: bytes) -> int:
-    async with Client.connect(args.addr) as client:
+    async with Client.connect(
+        args.addr, credential=connect.credential(args), tls=connect.tls(args)
+    ) as client:
         job = await client.solve(
             content,
             provers=args.prover,

@@ -78,6 +78,8 @@ class ErrorKind(enum.Enum):
     PROVER_ERROR = "proverError"
     SYSTEM_ERROR = "systemError"
     NO_PROVER = "noProver"
+    UNAUTHENTICATED = "unauthenticated"
+    OVERLOADED = "overloaded"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class RaceLimits:
     max_request_bytes: int = 16 * 1024 * 1024
     default_timeout_s: float = 300.0
     max_timeout_s: float = 3600.0
+    max_attempts: int = 16
+    max_solves: int = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
     provers = _choose_provers(request.provers, problem_format, catalog)
     if isinstance(provers, SolveError):
         return provers
+
+    if len(provers) > limits.max_attempts:
+        return SolveError(
+            ErrorKind.INVALID_REQUEST,
+            f"{len(provers)} attempts asked; at most {limits.max_attempts} per solve here",
+        )
 
     if request.strategy is Strategy.QUORUM and not 1 <= request.quorum <= len(provers):
         return SolveError(

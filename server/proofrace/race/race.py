@@ -40,6 +40,9 @@ class Solve(Protocol):
 
     solve_id: str
 
+    @property
+    def done(self) -> bool: ...
+
     def cancel(self, reason: CancelReason) -> bool: ...
 
     def status(self) -> SolveStatus: ...
@@ -68,6 +71,10 @@ class Race:
         self._outcome: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
 
     # --- what callers see --------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._outcome.done()
 
     def cancel(self, reason: CancelReason) -> bool:
         """End the race early. No effect once it is decided or every attempt has ended."""
@@ -208,6 +215,10 @@ class RefusedSolve:
             format=request.format,
             error=error,
         )
+
+    @property
+    def done(self) -> bool:
+        return True
 
     def cancel(self, reason: CancelReason) -> bool:
         return False

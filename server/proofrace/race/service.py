@@ -42,18 +42,24 @@ class RaceService:
     def catalog(self) -> list[ProverInfo]:
         return self._backend.catalog()
 
+    def refuse(self, request: SolveRequest, error: SolveError, solve_id: str = "") -> Solve:
+        """A solve refused before it reached a race (by the wire's own checks, say)."""
+        refused = RefusedSolve(solve_id or secrets.token_hex(6), request, error)
+        self._observer.solve_refused(refused.solve_id, request.goal_id, refused.result)
+        return refused
+
     def start(self, request: SolveRequest) -> Solve:
         """Validate and start a race in the background; returns at once."""
         solve_id = secrets.token_hex(6)
         planned = (
-            plan(request, self._backend.catalog(), self._limits)
-            if self._accepting
-            else SolveError(ErrorKind.SYSTEM_ERROR, "the server is shutting down")
+            SolveError(ErrorKind.SYSTEM_ERROR, "the server is shutting down")
+            if not self._accepting
+            else overloaded(f"{self.in_flight} solves in flight, the server's limit")
+            if self.in_flight >= self._limits.max_solves
+            else plan(request, self._backend.catalog(), self._limits)
         )
         if isinstance(planned, SolveError):
-            refused = RefusedSolve(solve_id, request, planned)
-            self._observer.solve_refused(solve_id, request.goal_id, refused.result)
-            return refused
+            return self.refuse(request, planned, solve_id)
         race = Race(solve_id, planned, self._backend, self._observer)
         task = asyncio.get_running_loop().create_task(race.run(), name=f"race-{solve_id}")
         self._running[race] = task
@@ -67,3 +73,7 @@ class RaceService:
         for race in list(self._running):
             race.cancel(reason)
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+def overloaded(message: str) -> SolveError:
+    return SolveError(ErrorKind.OVERLOADED, f"{message}; retry later")

@@ -47,6 +47,9 @@ def rpc_method(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(method)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        connection = getattr(args[0], "_connection", None)
+        if connection is not None:
+            connection.touch()
         calls.enter()
         try:
             return await method(*args, **kwargs)

@@ -8,10 +8,14 @@ at it, and the finalizer holds only the race and the connection.
 
 from __future__ import annotations
 
+import hmac
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import capnp
+import structlog
 
 from proofrace import schema
 from proofrace.core.model import (
@@ -21,14 +25,15 @@ from proofrace.core.model import (
     SolveError,
     SolveRequest,
 )
-from proofrace.race.race import RefusedSolve, Solve
-from proofrace.race.service import RaceService
+from proofrace.race.race import Solve
+from proofrace.race.service import RaceService, overloaded
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
 from proofrace.wire.remote import RegistrationServer, WorkerDirectory, read_worker_info
 
 _schema = schema.load()
+_log = structlog.get_logger("proofrace.wire")
 
 
 class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-defined]
@@ -60,22 +65,49 @@ def _token_released(solve: Solve, connection: Connection) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_solves: int = 32  # in flight on one connection
+    idle_timeout_s: float = 0.0  # told to clients through ping()
+    max_failed_logins: int = 3
+
+
 class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-defined]
     def __init__(
-        self, service: RaceService, connection: Connection, workers: WorkerDirectory
+        self,
+        service: RaceService,
+        connection: Connection,
+        workers: WorkerDirectory,
+        limits: ConnectionLimits,
     ) -> None:
         self._service = service
         self._connection = connection
         self._workers = workers
+        self._limits = limits
+
+    @rpc_method
+    async def login(self, credential: str, _context: Any, **kwargs: Any) -> None:
+        # Already past any gate: logging in again changes nothing.
+        _context.results.init("result").dispatcher = self
 
     @rpc_method
     async def solve(self, request: Any, _context: Any, **kwargs: Any) -> CancelTokenServer:
         try:
             solve_request = convert.read_request(request)
         except (ValueError, capnp.KjException) as error:
-            solve = self._refuse(f"the request could not be read: {error}")
+            solve = self._service.refuse(
+                SolveRequest(b""),
+                SolveError(ErrorKind.INVALID_REQUEST, f"the request could not be read: {error}"),
+            )
         else:
-            solve = self._service.start(solve_request)
+            running = self._connection.running_solves()
+            if running >= self._limits.max_solves:
+                solve = self._service.refuse(
+                    solve_request,
+                    overloaded(f"{running} solves in flight on this connection, its limit"),
+                )
+            else:
+                solve = self._service.start(solve_request)
         self._connection.track(solve)
         return CancelTokenServer(solve, self._connection)
 
@@ -90,7 +122,42 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
     ) -> RegistrationServer:
         return self._workers.register(worker, read_worker_info(info))
 
-    def _refuse(self, message: str) -> Solve:
-        return RefusedSolve(
-            "refused", SolveRequest(b""), SolveError(ErrorKind.INVALID_REQUEST, message)
+    @rpc_method
+    async def ping(self, _context: Any, **kwargs: Any) -> int:
+        return round(self._limits.idle_timeout_s * 1000)
+
+
+class GateServer(_schema.Gate.Server):  # type: ignore[misc,name-defined]
+    """The bootstrap when a credential is required: only `login` is reachable through it."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        dispatcher: Callable[[], DispatcherServer],
+        connection: Connection,
+        limits: ConnectionLimits,
+    ) -> None:
+        self._secret = secret
+        self._dispatcher = dispatcher
+        self._connection = connection
+        self._limits = limits
+        self._failures = 0
+
+    @rpc_method
+    async def login(self, credential: str, _context: Any, **kwargs: Any) -> None:
+        result = _context.results.init("result")
+        if hmac.compare_digest(credential.encode(), self._secret):
+            self._connection.authenticated = True
+            _log.info("connection.login", connection=self._connection.id)
+            result.dispatcher = self._dispatcher()
+            return
+        self._failures += 1
+        _log.warning(
+            "connection.login_refused", connection=self._connection.id, peer=self._connection.peer
         )
+        convert.write_error(
+            result.init("refused"),
+            SolveError(ErrorKind.UNAUTHENTICATED, "the credential was refused"),
+        )
+        if self._failures >= self._limits.max_failed_logins:
+            self._connection.drop_requested.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import time
 import weakref
 from collections.abc import Callable
 
@@ -29,9 +30,20 @@ class Connection:
         self._closed = False
         self._solves: weakref.WeakSet[Solve] = weakref.WeakSet()
         self._on_close: list[Callable[[], None]] = []
+        self.opened_at = self.last_activity = time.monotonic()
+        self.authenticated = False
+        # Set when the server decides to drop the peer (too many failed logins, say).
+        self.drop_requested = asyncio.Event()
 
     def track(self, solve: Solve) -> None:
         self._solves.add(solve)
+
+    def running_solves(self) -> int:
+        return sum(1 for solve in self._solves if not solve.done)
+
+    def touch(self) -> None:
+        """The peer made a call: it is alive."""
+        self.last_activity = time.monotonic()
 
     def on_close(self, callback: Callable[[], None]) -> None:
         self._on_close.append(callback)
@@ -46,8 +58,10 @@ class Connection:
         except OSError:  # reset, or the transport already closed the socket (fd is -1)
             return True
 
-    def closed(self) -> None:
+    def mark_closed(self) -> None:
         """The connection is gone: whatever it started and still runs is cancelled."""
+        if self._closed:
+            return
         self._closed = True
         reason = CancelReason(CancelCause.DISCONNECTED, "the client's connection closed")
         for solve in list(self._solves):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
+import ssl
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ _BACKLOG = 128
 # After the last call returns, its answer still has to be written by the RPC system (a few
 # turns of the event loop); closing before that would cut it off.
 _FLUSH_S = 0.05
+_TLS_HANDSHAKE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,27 @@ class Endpoint:
         return self.address if self.kind == "tcp" else f"unix:{self.address}"
 
 
+def _private_directory(directory: Path) -> None:
+    """Create the socket's directory 0700, or check that an existing one is ours alone."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_uid not in (os.getuid(), 0):
+        raise OSError(f"{directory} belongs to another user")
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise OSError(f"{directory} is writable by others")
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 class RpcListener:
     """Serves `bootstrap(connection)` as the bootstrap capability of each connection."""
 
@@ -46,9 +71,16 @@ class RpcListener:
         bootstrap: Callable[[Connection], Any],
         *,
         traversal_limit_words: int,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout_s: float = 0.0,
+        login_timeout_s: float = 0.0,
         on_connections: Callable[[int], None] = lambda _n: None,
     ) -> None:
+        """`login_timeout_s` > 0: a connection not authenticated by then is closed."""
         self._bootstrap = bootstrap
+        self._tls = tls
+        self._idle_timeout_s = idle_timeout_s
+        self._login_timeout_s = login_timeout_s
         self._traversal_limit = traversal_limit_words
         self._on_connections = on_connections
         self._sockets: list[socket.socket] = []
@@ -70,8 +102,10 @@ class RpcListener:
 
     def listen_unix(self, path: str) -> Endpoint:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _private_directory(target.parent)
         if target.exists() and stat.S_ISSOCK(target.stat().st_mode):
+            if _answers(target):
+                raise OSError(f"another server is listening on {target}")
             target.unlink()  # a stale socket from a server that did not exit cleanly
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # born 0600: no window in which others may connect
@@ -104,11 +138,12 @@ class RpcListener:
                 # another waits for the peer's delayed ACK (about 40 ms).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer_name = f"{peer[0]}:{peer[1]}" if endpoint.kind == "tcp" else "unix"
-            task = asyncio.create_task(self._serve(sock, peer_name, endpoint.kind == "unix"))
+            tls = self._tls if endpoint.kind == "tcp" else None
+            task = asyncio.create_task(self._serve(sock, peer_name, tls))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
-    async def _serve(self, sock: socket.socket, peer: str, unix: bool) -> None:
+    async def _serve(self, sock: socket.socket, peer: str, tls: ssl.SSLContext | None) -> None:
         connection = Connection(sock, peer)
         log = _log.bind(connection=connection.id, peer=peer)
         log.info("connection.opened")
@@ -116,17 +151,14 @@ class RpcListener:
         server = None
         stream = None
         try:
-            if unix:
-                stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
-            else:
-                stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+            stream = await _stream(sock, tls)
             self._streams.add(stream)
             server = capnp.TwoPartyServer(
                 stream,
                 bootstrap=self._bootstrap(connection),
                 traversal_limit_in_words=self._traversal_limit,
             )
-            await server.on_disconnect()
+            await self._until_closed(server, connection)
             log.info("connection.closed")
         except asyncio.CancelledError:
             log.info("connection.closed", by="server")
@@ -134,7 +166,7 @@ class RpcListener:
         except Exception as error:  # a malformed stream ends this connection only
             log.warning("connection.failed", error=str(error).splitlines()[0][:200])
         finally:
-            connection.closed()
+            connection.mark_closed()
             self._on_connections(-1)
             if stream is not None:
                 self._streams.discard(stream)
@@ -142,6 +174,36 @@ class RpcListener:
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.close()
+
+    async def _until_closed(self, server: Any, connection: Connection) -> None:
+        """Until the peer goes, or the server drops it: silent past the idle timeout, not
+        logged in by the login timeout, or too many failed logins."""
+        disconnected = asyncio.ensure_future(server.on_disconnect())
+        dropped = asyncio.ensure_future(connection.drop_requested.wait())
+        try:
+            while not disconnected.done():
+                why, at = ("dropped", 0.0) if dropped.done() else self._next_deadline(connection)
+                if at <= time.monotonic():
+                    _log.warning(
+                        f"connection.{why}", connection=connection.id, peer=connection.peer
+                    )
+                    connection.mark_closed()  # its solves end as `disconnected`
+                    return
+                timeout = None if at == math.inf else at - time.monotonic()
+                await asyncio.wait(
+                    {disconnected, dropped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            disconnected.cancel()
+            dropped.cancel()
+
+    def _next_deadline(self, connection: Connection) -> tuple[str, float]:
+        deadlines = [("none", math.inf)]
+        if self._login_timeout_s > 0 and not connection.authenticated:
+            deadlines.append(("login_timeout", connection.opened_at + self._login_timeout_s))
+        if self._idle_timeout_s > 0:
+            deadlines.append(("idle_timeout", connection.last_activity + self._idle_timeout_s))
+        return min(deadlines, key=lambda d: d[1])
 
     async def stop_accepting(self) -> None:
         for task in self._accepting:
@@ -161,3 +223,25 @@ class RpcListener:
         for task in list(self._serving):
             task.cancel()
         await asyncio.gather(*self._serving, return_exceptions=True)
+
+
+async def _stream(sock: socket.socket, tls: ssl.SSLContext | None) -> Any:
+    """A pycapnp stream over an accepted socket, with TLS when configured.
+
+    pycapnp's public constructors only dial out (or accept for themselves); an accepted socket
+    with TLS on the server side goes through asyncio's connect_accepted_socket, with the
+    protocol that pycapnp's own create_server uses.
+    """
+    if tls is None:
+        if sock.family == socket.AF_UNIX:
+            return await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+        return await capnp.AsyncIoStream.create_connection(sock=sock)
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[Any] = loop.create_future()
+    await loop.connect_accepted_socket(
+        lambda: capnp.AsyncIoStream._connect(ready.set_result),
+        sock,
+        ssl=tls,
+        ssl_handshake_timeout=_TLS_HANDSHAKE_S,
+    )
+    return await ready
