@@ -29,7 +29,7 @@ echo
 echo "== proofrace solve samples/socrates.p --strategy all"
 "$proofrace" solve "$root/samples/socrates.p" --strategy all || true
 echo
-echo "The service is listening on 127.0.0.1:7340 (metrics: http://127.0.0.1:7341/metrics)."
+echo "The service is listening on its local socket (metrics: http://127.0.0.1:7341/metrics)."
 echo "Try: $proofrace solve $root/samples/pigeonhole-12.cnf   (then Ctrl-C to cancel it)"
 echo "Ctrl-C here stops the service."
 wait $server
