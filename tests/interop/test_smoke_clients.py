@@ -1,4 +1,6 @@
-"""The Go client (client/go) against the live server: solve, pipelined cancel, dropped token."""
+"""The C++ (client/cpp) and Go (client/go) smoke clients against the live server: solve,
+pipelined cancel, dropped token. Both print the same key=value lines, so one set of tests
+checks both; each language only has its own build."""
 
 from __future__ import annotations
 
@@ -16,31 +18,51 @@ from proofrace.testing import RunningServer
 pytestmark = pytest.mark.interop
 
 REPO = Path(__file__).resolve().parents[2]
-CLIENT_DIR = REPO / "client" / "go"
 EASY = str(REPO / "samples" / "distinct.smt2")  # unsat in milliseconds
 HARD = str(REPO / "samples" / "pigeonhole-12.smt2")  # z3 and cvc5 run for minutes
 CANCELLATIONS = "proofrace_solve_cancellations_total"
-GOAL_PREFIX = "proofrace-go:"
 
 
-@pytest.fixture(scope="session")
-def client_bin() -> Path:
-    """Builds bin/proofrace-go once per session; the module cache is reused."""
-    missing = [tool for tool in ("go", "capnp", "make") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"toolchain missing for the Go client: {', '.join(missing)}")
-    # GOTOOLCHAIN=local: never try to download another Go toolchain (offline CI).
-    env = {**os.environ, "GOTOOLCHAIN": "local"}
+def _make(language: str, directory: Path, args: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(
-        ["make", "-C", str(CLIENT_DIR)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ["make", "-C", str(directory), *args], capture_output=True, text=True, env=env, timeout=600
     )
     if proc.returncode != 0:
-        pytest.fail(f"building the Go client failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return CLIENT_DIR / "bin" / "proofrace-go"
+        pytest.fail(
+            f"building the {language} client failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+
+
+def _require(language: str, tools: tuple[str, ...]) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"toolchain missing for the {language} client: {', '.join(missing)}")
+
+
+def build_cpp() -> Path:
+    """build/proofrace-cpp (gitignored; make rebuilds only what changed)."""
+    _require("C++", ("capnp", "make", "pkg-config", "c++"))
+    if subprocess.run(["pkg-config", "--exists", "capnp-rpc"], check=False).returncode != 0:
+        pytest.fail("pkg-config finds no capnp-rpc: install libcapnp-dev")
+    directory = REPO / "client" / "cpp"
+    _make("C++", directory, ["-j1", f"BUILD={directory / 'build'}"], dict(os.environ))
+    return directory / "build" / "proofrace-cpp"
+
+
+def build_go() -> Path:
+    """bin/proofrace-go; the Go module cache is reused between runs."""
+    _require("Go", ("go", "capnp", "make"))
+    # GOTOOLCHAIN=local: never try to download another Go toolchain (offline CI).
+    directory = REPO / "client" / "go"
+    _make("Go", directory, [], {**os.environ, "GOTOOLCHAIN": "local"})
+    return directory / "bin" / "proofrace-go"
+
+
+@pytest.fixture(scope="session", params=["cpp", "go"])
+def smoke_client(request: pytest.FixtureRequest) -> tuple[Path, str]:
+    """The built client and the goal-id prefix it uses, once per language per session."""
+    binary = build_cpp() if request.param == "cpp" else build_go()
+    return binary, f"proofrace-{request.param}:"
 
 
 def run_client(binary: Path, *args: str, timeout: float = 120) -> dict[str, str]:
@@ -79,11 +101,12 @@ def event_ns(event: dict[str, Any]) -> int:
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
-def test_solve_returns_the_proof(server: RunningServer, client_bin: Path) -> None:
+def test_solve_returns_the_proof(server: RunningServer, smoke_client: tuple[Path, str]) -> None:
+    client_bin, goal_prefix = smoke_client
     out = run_client(client_bin, "solve", server.address, EASY, "z3", "cvc5")
 
     assert out["verdict"] == "proved"
-    assert out["goal_id"] == GOAL_PREFIX + "distinct.smt2"
+    assert out["goal_id"] == goal_prefix + "distinct.smt2"
     by_prover = attempts(out)
     assert set(by_prover) == {"z3", "cvc5"}
     assert by_prover[out["winner"]] == ("proved", None)
@@ -95,7 +118,10 @@ def test_solve_returns_the_proof(server: RunningServer, client_bin: Path) -> Non
     assert server.solve_finished(out["solve_id"])["verdict"] == "proved"
 
 
-def test_pipelined_cancel_stops_the_race(server: RunningServer, client_bin: Path) -> None:
+def test_pipelined_cancel_stops_the_race(
+    server: RunningServer, smoke_client: tuple[Path, str]
+) -> None:
+    client_bin, _ = smoke_client
     before = server.metric(CANCELLATIONS, cause="client")
     reason = "interop: cancelled before solve returned"
 
@@ -117,7 +143,10 @@ def test_pipelined_cancel_stops_the_race(server: RunningServer, client_bin: Path
     assert [(e["cause"], e["message"]) for e in requested] == [("client", reason)]
 
 
-def test_dropped_token_cancels_the_race(server: RunningServer, client_bin: Path) -> None:
+def test_dropped_token_cancels_the_race(
+    server: RunningServer, smoke_client: tuple[Path, str]
+) -> None:
+    client_bin, _ = smoke_client
     before = server.metric(CANCELLATIONS, cause="tokenDropped")
 
     out = run_client(client_bin, "drop", server.address, HARD, "z3", "cvc5")
