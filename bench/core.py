@@ -8,6 +8,9 @@
    records the cancel, and until every process is reaped (read off the server's log).
 3. Overhead: a trivial problem solved through the service (one prover) against running the
    same prover binary directly, sequentially.
+4. Remote workers: the same 8-attempt preemption with every attempt on one of two worker
+   processes (4 slots each) that registered with a dispatcher running nothing itself. On one
+   machine the network is loopback; the path (a cancelled call, a report back) is the same.
 
 Usage: python bench/core.py [--runs N]
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import capnp
@@ -172,6 +177,27 @@ def main() -> None:
             f"{'':10}overhead at p50: {p50_service - p50_plain:+.2f} ms "
             f"({p50_service / p50_plain:.2f}x the direct run)"
         )
+        print()
+        registry = str(Path(tmp) / "portfolio.toml")
+        with remote_cluster(registry) as dispatcher:
+            print("Preemption across remote workers (2 workers x 4 slots, 8 attempts)")
+            to_result, server_side = run(preemption(dispatcher.address, 8, runs))
+            print(f"{'':10}{'client: cancel -> result':<26} {percentiles(to_result)}")
+            print(f"{'':10}{'dispatcher: trigger -> all':<26} {percentiles(server_side)}")
+
+
+@contextlib.contextmanager
+def remote_cluster(registry: str) -> Iterator[RunningServer]:
+    common = ["--metrics", "127.0.0.1:0", "--provers-file", registry]
+    with contextlib.ExitStack() as stack:
+        dispatcher = stack.enter_context(
+            running_server(["--listen", "127.0.0.1:0", "--local-slots", "0", *common])
+        )
+        for name in ("w1", "w2"):
+            worker_args = ["--dispatcher", dispatcher.address, "--name", name, "--slots", "4"]
+            stack.enter_context(running_server([*worker_args, *common], command="worker"))
+        dispatcher.wait_for_events(lambda e: e["event"] == "worker.registered", 2)
+        yield dispatcher
 
 
 if __name__ == "__main__":
