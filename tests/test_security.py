@@ -275,3 +275,33 @@ def test_errors_name_what_was_refused_without_internals(server: RunningServer, r
     outcome = run(scenario())
     assert outcome.verdict is Verdict.ERROR and outcome.error is not None
     assert "/" not in outcome.error.message and "Traceback" not in outcome.error.message
+
+
+def test_a_worker_joins_a_dispatcher_behind_tls_and_a_login(tmp_path: Path, pki: Path, run) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    env = {
+        **SERVER_ENV,
+        "PROOFRACE_TLS_CERT": str(pki / "server.pem"),
+        "PROOFRACE_TLS_KEY": str(pki / "server.key"),
+        "PROOFRACE_AUTH_SECRET_FILE": str(secret),
+    }
+    worker_args = [
+        "--metrics", "127.0.0.1:0", "--name", "remote", "--slots", "1",
+        "--credential-file", str(secret), "--dispatcher-ca", str(pki / "ca.pem"),
+    ]  # fmt: skip
+    with (
+        running_server(server_args(tmp_path, "--local-slots", "0"), env) as dispatcher,
+        running_server(
+            [*worker_args, "--dispatcher", dispatcher.address], SERVER_ENV, command="worker"
+        ),
+    ):
+        dispatcher.wait_for_event(lambda e: e["event"] == "worker.registered")
+
+        async def scenario():
+            async with Client.connect(
+                dispatcher.address, credential=SECRET, tls=client_tls(pki, False)
+            ) as client:
+                return await (await client.solve(EASY, provers=["z3"])).result()
+
+        assert run(scenario()).verdict is Verdict.PROVED

@@ -82,6 +82,10 @@ class Settings:
     dispatcher: str = ""
     name: str = ""
     slots: int = 0
+    # Worker: reaching a hardened dispatcher. Its login secret (a file), and the CA to check
+    # its TLS certificate against (set: dial with TLS).
+    credential_file: str = ""
+    dispatcher_ca: str = ""
 
     @classmethod
     def load(

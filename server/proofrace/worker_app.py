@@ -12,8 +12,12 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import capnp
 import structlog
@@ -34,7 +38,8 @@ from proofrace.core.model import CancelCause, CancelReason
 from proofrace.observe.http import MetricsEndpoint
 from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
-from proofrace.wire.connection import Connection, dial
+from proofrace.wire.connection import Connection
+from proofrace.wire.connection import dial as open_socket
 from proofrace.wire.listener import RpcListener
 from proofrace.wire.promises import first_of
 from proofrace.wire.remote import WorkerInfo, write_worker_info
@@ -57,7 +62,7 @@ async def work(settings: Settings) -> None:
     metrics = Metrics()
     metrics.info.info({"version": __version__, "role": "worker"})
     telemetry = Telemetry(metrics)
-    servers: set[WorkerServer] = set()
+    servers: weakref.WeakSet[WorkerServer] = weakref.WeakSet()
 
     def new_server(connection: Connection) -> WorkerServer:
         server = WorkerServer(pool, info, telemetry, connection)
@@ -81,7 +86,7 @@ async def work(settings: Settings) -> None:
         )
         if settings.dispatcher:
             tasks.append(
-                asyncio.ensure_future(keep_registered(settings.dispatcher, new_server, info, stop))
+                asyncio.ensure_future(keep_registered(dial_of(settings), new_server, info, stop))
             )
         _log.info(
             "worker.ready",
@@ -107,20 +112,45 @@ async def work(settings: Settings) -> None:
         _log.info("worker.stopped")
 
 
+@dataclass(frozen=True)
+class Dial:
+    """How to reach the dispatcher."""
+
+    address: str
+    credential: str | None = None
+    tls: ssl.SSLContext | None = None
+
+
+class Refused(Exception):
+    pass
+
+
+def dial_of(settings: Settings) -> Dial:
+    credential = None
+    if settings.credential_file:
+        credential = Path(settings.credential_file).read_text().strip()
+    tls = None
+    if settings.dispatcher_ca:
+        tls = ssl.create_default_context(cafile=settings.dispatcher_ca)
+    return Dial(settings.dispatcher, credential, tls)
+
+
 async def keep_registered(
-    address: str,
+    dial: Dial,
     new_server: Callable[[Connection], WorkerServer],
     info: WorkerInfo,
     stop: asyncio.Event,
 ) -> None:
-    """Stay registered with the dispatcher at `address`, reconnecting when it goes away."""
+    """Stay registered with the dispatcher, reconnecting when it goes away."""
     backoff = 0.5
     while not stop.is_set():
         try:
-            await _registered(address, new_server, info, stop)
+            await _registered(dial, new_server, info, stop)
             backoff = 0.5
-        except (OSError, capnp.KjException) as error:
-            _log.info("worker.dispatcher_unreachable", dispatcher=address, error=str(error)[:120])
+        except (OSError, capnp.KjException, Refused) as error:
+            _log.warning(
+                "worker.dispatcher_unreachable", dispatcher=dial.address, error=str(error)[:120]
+            )
         if stop.is_set():
             return
         with contextlib.suppress(TimeoutError):
@@ -129,19 +159,26 @@ async def keep_registered(
 
 
 async def _registered(
-    address: str,
+    dial: Dial,
     new_server: Callable[[Connection], WorkerServer],
     info: WorkerInfo,
     stop: asyncio.Event,
 ) -> None:
     """One connection to the dispatcher, registered, until it is lost or the worker stops."""
-    sock = await dial(*split_host_port(address))
+    address = dial.address
+    host, port = split_host_port(address)
+    sock = await open_socket(host, port)
     connection = Connection(sock, address)
     server = new_server(connection)
-    stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+    if dial.tls is None:
+        stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+    else:
+        stream = await capnp.AsyncIoStream.create_connection(
+            sock=sock, ssl=dial.tls, server_hostname=host
+        )
     client = capnp.TwoPartyClient(stream)
     try:
-        dispatcher = client.bootstrap().cast_as(schema.load().Dispatcher)
+        dispatcher = await _dispatcher(client.bootstrap(), dial.credential)
         request = dispatcher.registerWorker_request()
         request.worker = server
         write_worker_info(request.init("info"), info)
@@ -156,3 +193,13 @@ async def _registered(
     finally:
         connection.mark_closed()  # stops whatever this dispatcher still had running here
         client.close()
+
+
+async def _dispatcher(bootstrap: Any, credential: str | None) -> Any:
+    compiled = schema.load()
+    if credential is None:
+        return bootstrap.cast_as(compiled.Dispatcher)
+    result = (await bootstrap.cast_as(compiled.Gate).login(credential)).result
+    if result.which() == "refused":
+        raise Refused(f"login refused: {result.refused.message}")
+    return result.dispatcher

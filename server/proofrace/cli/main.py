@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--slots", type=int, help="attempts at once (default: one per CPU)")
     worker.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
     worker.add_argument("--provers-file", help="TOML registry adding or replacing provers")
+    worker.add_argument("--credential-file", help="login secret for the dispatcher")
+    worker.add_argument("--dispatcher-ca", help="CA (PEM) of a TLS dispatcher: dial with TLS")
     worker.add_argument("--log-format", choices=["auto", "json", "console"])
     worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 

@@ -20,7 +20,8 @@ def run_serve(args: argparse.Namespace) -> int:
         name: getattr(args, name, None)
         for name in (
             "listen", "unix", "metrics", "provers_file", "log_format", "log_level",
-            "local_slots", "workers", "dispatcher", "name", "slots",
+            "local_slots", "workers", "dispatcher", "name", "slots", "credential_file",
+            "dispatcher_ca",
         )
     }  # fmt: skip
     try:
