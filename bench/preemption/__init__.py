@@ -1,0 +1,1 @@
+"""Preemption latency: proofrace against the host's 100 ms polling flag and pySMT's Portfolio."""
