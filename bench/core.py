@@ -25,14 +25,16 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import capnp
 
 from proofrace.client import Client, SolveState
 from proofrace.testing import RunningServer, running_server
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
 TRIVIAL = REPO / "samples" / "distinct.smt2"
@@ -60,7 +62,10 @@ def portfolio_registry(path: Path) -> Path:
 
 def percentiles(values: list[float]) -> str:
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
     return f"{pick(0.5):8.2f} {pick(0.9):8.2f} {pick(0.99):8.2f} {ordered[-1]:8.2f}"
 
 
@@ -96,11 +101,7 @@ async def drop_latency(server: RunningServer, runs: int) -> tuple[list[float], l
             job.release()
             del job
             await client.provers()  # the Release left before this call
-            cancelled = server.wait_for_event(
-                lambda e, s=status.solve_id: (
-                    e["event"] == "solve.cancel_requested" and e["solve_id"] == s
-                )
-            )
+            cancelled = server.cancel_requested(status.solve_id)
             finished = server.solve_finished(status.solve_id)
             assert cancelled["cause"] == "tokenDropped"
             to_cancel.append((_unix_ns(cancelled["timestamp"]) - dropped_ns) / 1e6)
@@ -149,8 +150,9 @@ def main() -> None:
         ]
     ) as server:  # fmt: skip
 
-        def run(coroutine):  # type: ignore[no-untyped-def]
-            return asyncio.run(capnp.run(coroutine))
+        def run(coroutine: Coroutine[Any, Any, T]) -> T:
+            result: T = asyncio.run(capnp.run(coroutine))
+            return result
 
         print(f"proofrace core benchmark: {runs} runs each, ms")
         print()

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import capnp
@@ -36,10 +37,13 @@ def main() -> None:
 
 
 def run(server: RunningServer, problems: SoakProblems, solves: int, concurrency: int) -> None:
-    def go(count: int, seed: int, on_batch=lambda _n: None):  # type: ignore[no-untyped-def]
-        return asyncio.run(
+    def go(
+        count: int, seed: int, on_batch: Callable[[int], None] = lambda _n: None
+    ) -> list[str | None]:
+        verdicts: list[str | None] = asyncio.run(
             capnp.run(soak(server.address, problems, count, seed, concurrency, on_batch))
         )
+        return verdicts
 
     go(32, seed=1)  # warm up
     server.wait_for_events(lambda e: e["event"] == "connection.closed", 1)

@@ -69,9 +69,7 @@ async def drop(
             del job
             await client.provers()  # the Release message left before this call's answer
             finished = server.solve_finished(solve_id)
-            cancelled = server.wait_for_event(
-                lambda e, s=solve_id: e["event"] == "solve.cancel_requested" and e["solve_id"] == s
-            )
+            cancelled = server.cancel_requested(solve_id)
             if cancelled["cause"] != CancelCause.TOKEN_DROPPED.value:
                 raise RuntimeError(f"expected a drop, the server saw {cancelled['cause']}")
             latencies.append((_log_time_ns(finished["timestamp"]) - dropped_ns) / 1e6)

@@ -98,6 +98,11 @@ class RunningServer:
                     )
                 self._changed.wait(remaining)
 
+    def cancel_requested(self, solve_id: str, timeout: float = 20) -> Event:
+        return self.wait_for_event(
+            lambda e: e["event"] == "solve.cancel_requested" and e["solve_id"] == solve_id, timeout
+        )
+
     def solve_finished(self, solve_id: str, timeout: float = 20) -> Event:
         return self.wait_for_event(
             lambda e: e["event"] == "solve.finished" and e["solve_id"] == solve_id, timeout
