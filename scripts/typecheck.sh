@@ -10,6 +10,7 @@ for entry in "$root"/server/proofrace/*; do ln -s "$entry" "$tree/proofrace/"; d
 ln -s "$root/client/python" "$tree/proofrace/client"
 ln -s "$root/schemas" "$tree/proofrace/schemas"
 ln -s "$root/bench" "$tree/bench"
+ln -s "$root/tests" "$tree/tests"  # bench/cross_host.py drives the container tests' nodes
 cd "$tree"
 MYPYPATH="$tree" exec "${PYTHON:-python}" -m mypy --config-file "$root/pyproject.toml" \
   -p proofrace -p bench

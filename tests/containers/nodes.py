@@ -124,7 +124,10 @@ class Node:
 
     def wait_for_provers(self, count: int = 1, timeout: float = 30) -> list[dict[str, str]]:
         """Bounded poll: a process appearing inside a container sends no event to wait on."""
-        return until(lambda: (found := self.provers()) and len(found) >= count and found, timeout)
+        found: list[dict[str, str]] = until(
+            lambda: (running := self.provers()) and len(running) >= count and running, timeout
+        )
+        return found
 
     def state(self) -> dict[str, Any]:
         self.wrapped.reload()
