@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import statistics
 import subprocess
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 import capnp
 
 from proofrace.client import Client, SolveState
-from proofrace.testing import RunningServer, running_server
+from proofrace.testing import RunningServer, event_unix_ns, running_server
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -104,14 +103,9 @@ async def drop_latency(server: RunningServer, runs: int) -> tuple[list[float], l
             cancelled = server.cancel_requested(status.solve_id)
             finished = server.solve_finished(status.solve_id)
             assert cancelled["cause"] == "tokenDropped"
-            to_cancel.append((_unix_ns(cancelled["timestamp"]) - dropped_ns) / 1e6)
-            to_reaped.append((_unix_ns(finished["timestamp"]) - dropped_ns) / 1e6)
+            to_cancel.append((event_unix_ns(cancelled) - dropped_ns) / 1e6)
+            to_reaped.append((event_unix_ns(finished) - dropped_ns) / 1e6)
     return to_cancel, to_reaped
-
-
-def _unix_ns(timestamp: str) -> int:
-    moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 async def through_service(address: str, runs: int) -> list[float]:

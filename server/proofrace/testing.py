@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import random
@@ -98,6 +99,14 @@ class RunningServer:
                     )
                 self._changed.wait(remaining)
 
+    def events(self, **fields: Any) -> list[Event]:
+        """The log events so far whose fields include `fields`."""
+        return [e for e in self.log_events() if all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_event(self, timeout: float = 20, **fields: Any) -> Event:
+        """The first log event whose fields include `fields`, waiting for it if need be."""
+        return self.wait_for_event(lambda e: all(e.get(k) == v for k, v in fields.items()), timeout)
+
     def cancel_requested(self, solve_id: str, timeout: float = 20) -> Event:
         return self.wait_for_event(
             lambda e: e["event"] == "solve.cancel_requested" and e["solve_id"] == solve_id, timeout
@@ -161,6 +170,12 @@ class RunningServer:
         code = self.process.wait(timeout)
         self._reader.join(timeout)
         return code
+
+
+def event_unix_ns(event: Event) -> int:
+    """A log event's stamp as unix nanoseconds (the server writes whole microseconds, UTC)."""
+    stamp = datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
 def marked_processes(prefix: str) -> list[int]:

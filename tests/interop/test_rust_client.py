@@ -15,11 +15,12 @@ import statistics
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from proofrace.testing import event_unix_ns
 
 pytestmark = pytest.mark.interop
 
@@ -88,21 +89,6 @@ def only(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
     return found[0]
 
 
-def events(server: Any, **fields: Any) -> list[dict[str, Any]]:
-    return [e for e in server.log_events() if all(e.get(k) == v for k, v in fields.items())]
-
-
-def wait_event(server: Any, **fields: Any) -> dict[str, Any]:
-    """The first server log event whose fields include `fields`, waiting for it if need be."""
-    return server.wait_for_event(lambda e: all(e.get(k) == v for k, v in fields.items()))
-
-
-def event_ns(event: dict[str, Any]) -> int:
-    """The log stamp as unix nanoseconds (the server writes whole microseconds, UTC)."""
-    stamp = datetime.fromisoformat(event["timestamp"])
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
-
-
 def report(what: str, samples_ms: list[float]) -> str:
     line = (
         f"rust client, {what}: median {statistics.median(samples_ms):.3f} ms, "
@@ -162,8 +148,8 @@ def test_pipelined_cancel_stops_the_race(server: Any, rust: RustBuild) -> None:
     assert not server.prover_pids()
 
     assert server.metric(CANCELLATIONS, cause="client") == before + 1
-    wait_event(server, event="solve.cancel_requested", solve_id=outcome["solve_id"])
-    requested = events(server, event="solve.cancel_requested", solve_id=outcome["solve_id"])
+    server.wait_event(event="solve.cancel_requested", solve_id=outcome["solve_id"])
+    requested = server.events(event="solve.cancel_requested", solve_id=outcome["solve_id"])
     assert [(e["cause"], e["message"]) for e in requested] == [("client", reason)]
 
 
@@ -182,25 +168,25 @@ def test_dropped_handle_cancels_the_race(
         dropped = only(lines, "dropped")
         solve_id = dropped["solve_id"]
         assert solve_id == running["solve_id"]
-        wait_event(server, event="solve.cancel_requested", solve_id=solve_id)
-        requested = events(server, event="solve.cancel_requested", solve_id=solve_id)
+        server.wait_event(event="solve.cancel_requested", solve_id=solve_id)
+        requested = server.events(event="solve.cancel_requested", solve_id=solve_id)
         assert [e["cause"] for e in requested] == ["tokenDropped"]
         assert server.metric(CANCELLATIONS, cause="tokenDropped") == before + 1
         # Caused by the drop, not by anything earlier; and requested before the server
         # answered the client's next call on that connection (stamps are whole microseconds).
-        assert event_ns(requested[0]) + 1000 > dropped["dropped_unix_ns"]
-        assert event_ns(requested[0]) <= dropped["acked_unix_ns"]
+        assert event_unix_ns(requested[0]) + 1000 > dropped["dropped_unix_ns"]
+        assert event_unix_ns(requested[0]) <= dropped["acked_unix_ns"]
 
         finished = server.solve_finished(solve_id)
         assert (finished["verdict"], finished["cause"]) == ("cancelled", "tokenDropped")
         # Every attempt was running when the handle went, so each one was preempted.
-        preempted = events(server, event="attempt.preempted", solve_id=solve_id)
+        preempted = server.events(event="attempt.preempted", solve_id=solve_id)
         assert sorted(e["prover"] for e in preempted) == ["cvc5", "z3"]
         assert {e["reason"] for e in preempted} == {"tokenDropped"}
         assert not server.prover_pids()
 
-        to_request.append((event_ns(requested[0]) - dropped["dropped_unix_ns"]) / 1e6)
-        to_reaped.append((event_ns(finished) - dropped["dropped_unix_ns"]) / 1e6)
+        to_request.append((event_unix_ns(requested[0]) - dropped["dropped_unix_ns"]) / 1e6)
+        to_reaped.append((event_unix_ns(finished) - dropped["dropped_unix_ns"]) / 1e6)
 
     record_property(
         "drop_to_cancel_requested_ms", report("drop -> solve.cancel_requested", to_request)
@@ -234,7 +220,7 @@ def test_cancel_of_a_running_race_reaps_everything(
 
         finished = server.solve_finished(outcome["solve_id"])
         sent = only(lines, "cancelled")["cancel_sent_unix_ns"]
-        to_finished.append((event_ns(finished) - sent) / 1e6)
+        to_finished.append((event_unix_ns(finished) - sent) / 1e6)
         to_result.append((only(lines, "result")["result_unix_ns"] - sent) / 1e6)
 
     record_property(

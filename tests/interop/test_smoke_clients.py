@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from proofrace.testing import RunningServer
+from proofrace.testing import RunningServer, event_unix_ns
 
 pytestmark = pytest.mark.interop
 
@@ -86,21 +84,6 @@ def attempts(out: dict[str, str]) -> dict[str, tuple[str, str | None]]:
     return parsed
 
 
-def events(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
-    return [e for e in server.log_events() if all(e.get(k) == v for k, v in fields.items())]
-
-
-def wait_event(server: RunningServer, **fields: Any) -> dict[str, Any]:
-    """The first server log event whose fields include `fields`, waiting for it if need be."""
-    return server.wait_for_event(lambda e: all(e.get(k) == v for k, v in fields.items()))
-
-
-def event_ns(event: dict[str, Any]) -> int:
-    """The log stamp as unix nanoseconds (the server writes whole microseconds, UTC)."""
-    stamp = datetime.fromisoformat(event["timestamp"])
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
-
-
 def test_solve_returns_the_proof(server: RunningServer, smoke_client: tuple[Path, str]) -> None:
     client_bin, goal_prefix = smoke_client
     out = run_client(client_bin, "solve", server.address, EASY, "z3", "cvc5")
@@ -138,8 +121,8 @@ def test_pipelined_cancel_stops_the_race(
     assert not server.prover_pids()
 
     assert server.metric(CANCELLATIONS, cause="client") == before + 1
-    wait_event(server, event="solve.cancel_requested", solve_id=out["solve_id"])
-    requested = events(server, event="solve.cancel_requested", solve_id=out["solve_id"])
+    server.wait_event(event="solve.cancel_requested", solve_id=out["solve_id"])
+    requested = server.events(event="solve.cancel_requested", solve_id=out["solve_id"])
     assert [(e["cause"], e["message"]) for e in requested] == [("client", reason)]
 
 
@@ -154,20 +137,20 @@ def test_dropped_token_cancels_the_race(
     assert int(out["provers"]) > 0  # the round trip after the drop was answered
     solve_id = out["solve_id"]
     dropped_at, acked_at = int(out["dropped_at_ns"]), int(out["acked_at_ns"])
-    requested = wait_event(server, event="solve.cancel_requested", solve_id=solve_id)
-    causes = [e["cause"] for e in events(server, event="solve.cancel_requested", solve_id=solve_id)]
+    requested = server.wait_event(event="solve.cancel_requested", solve_id=solve_id)
+    causes = [e["cause"] for e in server.events(event="solve.cancel_requested", solve_id=solve_id)]
     assert causes == ["tokenDropped"]
     # Caused by the drop, not by anything earlier; and handled before the server answered
     # the next call on that connection (stamps are whole microseconds).
-    assert event_ns(requested) + 1000 > dropped_at
-    assert event_ns(requested) <= acked_at
+    assert event_unix_ns(requested) + 1000 > dropped_at
+    assert event_unix_ns(requested) <= acked_at
     # The metric moves in the same step that writes the log line.
     assert server.metric(CANCELLATIONS, cause="tokenDropped") == before + 1
 
     finished = server.solve_finished(solve_id)
     assert (finished["verdict"], finished["cause"]) == ("cancelled", "tokenDropped")
     # The client dropped the token once every attempt was running: each one was preempted.
-    preempted = events(server, event="attempt.preempted", solve_id=solve_id)
+    preempted = server.events(event="attempt.preempted", solve_id=solve_id)
     assert sorted(e["prover"] for e in preempted) == ["cvc5", "z3"]
     assert {e["reason"] for e in preempted} == {"tokenDropped"}
     assert not server.prover_pids()
