@@ -29,13 +29,66 @@ from typing import Any
 Event = dict[str, Any]
 
 
+class EventLog:
+    """JSON log lines as they arrive from a reader thread, and waiting on them by predicate."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._events: list[Event] = []
+        self.other: list[str] = []  # lines that are not JSON (tracebacks, say)
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+
+    def add(self, lines: list[str]) -> None:
+        with self._changed:
+            self._lines += lines
+            for line in lines:
+                try:
+                    self._events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    self.other.append(line)
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        """No more lines will come (the process or its stream is gone)."""
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def all(self) -> list[Event]:
+        with self._changed:
+            return list(self._events)
+
+    def tail(self, count: int) -> list[str]:
+        with self._changed:
+            return self._lines[-count:]
+
+    def wait_for(
+        self, predicate: Callable[[Event], bool], count: int, timeout: float
+    ) -> list[Event]:
+        """The first `count` events (seen or still to come) satisfying `predicate`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [e for e in self._events if predicate(e)]
+                if len(found) >= count:
+                    return found[:count]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._ended:
+                    raise AssertionError(
+                        f"{self.name}: expected {count} matching log events, saw {len(found)}; "
+                        f"last events: {[e.get('event') for e in self._events[-8:]]}; "
+                        f"other output: {self.other[-5:]}"
+                    )
+                self._changed.wait(remaining)
+
+
 class RunningServer:
     def __init__(
         self, args: list[str], env: dict[str, str] | None = None, command: str = "serve"
     ) -> None:
-        self._events: list[Event] = []
-        self._stderr_lines: list[str] = []
-        self._changed = threading.Condition()
+        self.log = EventLog(command)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "proofrace.cli.main", command, "--log-format", "json", *args],
             stdin=subprocess.DEVNULL,
@@ -62,19 +115,11 @@ class RunningServer:
     def _read_log(self) -> None:
         assert self.process.stderr is not None
         for raw in self.process.stderr:
-            line = raw.decode(errors="replace").strip()
-            with self._changed:
-                try:
-                    self._events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    self._stderr_lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+            self.log.add([raw.decode(errors="replace").strip()])
+        self.log.end()
 
     def log_events(self) -> list[Event]:
-        with self._changed:
-            return list(self._events)
+        return self.log.all()
 
     def wait_for_event(self, predicate: Callable[[Event], bool], timeout: float = 20) -> Event:
         """The first log event (already seen or still to come) that satisfies `predicate`."""
@@ -83,21 +128,7 @@ class RunningServer:
     def wait_for_events(
         self, predicate: Callable[[Event], bool], count: int, timeout: float = 20
     ) -> list[Event]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [e for e in self._events if predicate(e)]
-                if len(found) >= count:
-                    return found[:count]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise AssertionError(
-                        f"expected {count} matching log events, saw {len(found)}; "
-                        f"stderr: {self._stderr_lines[-5:]}"
-                    )
-                self._changed.wait(remaining)
+        return self.log.wait_for(predicate, count, timeout)
 
     def events(self, **fields: Any) -> list[Event]:
         """The log events so far whose fields include `fields`."""

@@ -5,7 +5,6 @@ port, and `docker top` for the prover processes inside them."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import threading
@@ -20,6 +19,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 import docker
+from proofrace.testing import EventLog
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("PROOFRACE_IMAGE", "proofrace:latest")
@@ -39,11 +39,7 @@ class Node:
         self.name = name
         self.wrapped = container.get_wrapped_container()
         self.metrics_port = metrics_port
-        self._events: list[Event] = []
-        self._other: list[str] = []
-        self._lines: list[str] = []
-        self._ended = False
-        self._changed = threading.Condition()
+        self.log = EventLog(name)
         self._stream = self.wrapped.logs(stream=True, follow=True, stdout=False, stderr=True)
         self._reader = threading.Thread(target=self._follow, daemon=True)
         self._reader.start()
@@ -55,44 +51,20 @@ class Node:
         try:
             for chunk in self._stream:
                 pending += chunk
-                *lines, pending = pending.split(b"\n")
-                with self._changed:
-                    for raw in lines:
-                        line = raw.decode(errors="replace").strip()
-                        self._lines.append(line)
-                        try:
-                            self._events.append(json.loads(line))
-                        except json.JSONDecodeError:
-                            self._other.append(line)
-                    self._changed.notify_all()
+                *raw_lines, pending = pending.split(b"\n")
+                self.log.add([raw.decode(errors="replace").strip() for raw in raw_lines])
         except Exception:  # the stream is closed under us at teardown
             pass
         finally:
-            with self._changed:
-                self._ended = True
-                self._changed.notify_all()
+            self.log.end()
 
     def events(self, event: str | None = None) -> list[Event]:
-        with self._changed:
-            return [e for e in self._events if event is None or e.get("event") == event]
+        return [e for e in self.log.all() if event is None or e.get("event") == event]
 
     def wait_for_events(
         self, predicate: Callable[[Event], bool], count: int = 1, timeout: float = 30
     ) -> list[Event]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [e for e in self._events if predicate(e)]
-                if len(found) >= count:
-                    return found[:count]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._ended:
-                    raise AssertionError(
-                        f"{self.name}: expected {count} matching log events, saw {len(found)}; "
-                        f"last events: {[e.get('event') for e in self._events[-8:]]}; "
-                        f"other output: {self._other[-5:]}"
-                    )
-                self._changed.wait(remaining)
+        return self.log.wait_for(predicate, count, timeout)
 
     def wait_for_event(self, predicate: Callable[[Event], bool], timeout: float = 30) -> Event:
         return self.wait_for_events(predicate, 1, timeout)[0]
@@ -139,9 +111,7 @@ class Node:
             status = f"{state['Status']} (exit code {state['ExitCode']})"
         except docker.errors.DockerException as error:
             status = str(error)
-        with self._changed:
-            tail = self._lines[-lines:]
-        return "\n".join([f"--- {self.name}: {status}", *tail])
+        return "\n".join([f"--- {self.name}: {status}", *self.log.tail(lines)])
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
