@@ -133,7 +133,12 @@ class RpcListener:
                 await asyncio.sleep(0.1)
                 continue
             if endpoint.kind == "tcp":
+                # A vanished host (power loss, partition) sends no FIN: probe after a minute of
+                # silence, give up after five unanswered probes ten seconds apart.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
                 # Small answers go out at once: with Nagle's algorithm an answer that follows
                 # another waits for the peer's delayed ACK (about 40 ms).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
