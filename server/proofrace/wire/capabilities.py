@@ -1,4 +1,4 @@
-"""The Dispatcher and CancelToken capabilities.
+"""The Gate, Dispatcher and CancelToken capabilities.
 
 A token's release is how a dropped handle reaches the race: pycapnp has no release hook, but
 when the last remote reference goes, the C++ side drops the Python object and its finalizer
@@ -39,6 +39,7 @@ _log = structlog.get_logger("proofrace.wire")
 class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-defined]
     def __init__(self, solve: Solve, connection: Connection) -> None:
         self._solve = solve
+        self._connection = connection  # calls on the token count as signs of life
         weakref.finalize(self, _token_released, solve, connection)
 
     @rpc_method
