@@ -114,6 +114,9 @@ class RemoteWorker:
         cancelled = asyncio.ensure_future(scope.wait())
         try:
             await asyncio.wait({call, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            call.cancel()  # torn down from above: the worker must stop too
+            raise
         finally:
             cancelled.cancel()
         if call.done():
