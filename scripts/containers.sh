@@ -47,6 +47,12 @@ fi
 if ! docker info >/dev/null 2>&1; then
   log=/var/log/proofrace-dockerd.log
   [[ -w /var/log ]] || log="$work/dockerd.log"
+  # A daemon killed outright (a session ending, say) leaves its pid file behind, and a new one
+  # refuses to start over it.
+  pidfile=/var/run/docker.pid
+  if [[ -f "$pidfile" && "$(cat "/proc/$(cat "$pidfile")/comm" 2>/dev/null)" != dockerd ]]; then
+    $sudo rm -f "$pidfile"
+  fi
   step "starting dockerd (log: $log)"
   # No systemd here: the daemon runs in the background and outlives this script, so later
   # runs reuse it and its image store.
