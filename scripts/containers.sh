@@ -50,8 +50,13 @@ if ! docker info >/dev/null 2>&1; then
   # A daemon killed outright (a session ending, say) leaves its pid file behind, and a new one
   # refuses to start over it.
   pidfile=/var/run/docker.pid
-  if [[ -f "$pidfile" && "$(cat "/proc/$(cat "$pidfile")/comm" 2>/dev/null)" != dockerd ]]; then
-    $sudo rm -f "$pidfile"
+  if [[ -f "$pidfile" ]]; then
+    old="$(cat "$pidfile")"
+    # Alive means a dockerd that is not a zombie.
+    if [[ "$(cat "/proc/$old/comm" 2>/dev/null)" != dockerd ]] ||
+      [[ "$(awk '{print $3}' "/proc/$old/stat" 2>/dev/null)" == Z ]]; then
+      $sudo rm -f "$pidfile"
+    fi
   fi
   step "starting dockerd (log: $log)"
   # No systemd here: the daemon runs in the background and outlives this script, so later
