@@ -96,7 +96,7 @@ struct CancelReason {
 enum ErrorKind {
   invalidRequest @0;     # the request contradicts itself (bad quorum, repeated prover, no content)
   unknownProver @1;      # a named prover is not in this server's registry
-  proverUnavailable @2;  # a named prover is known but not installed here
+  proverUnavailable @2;  # a named prover is known, but nothing here runs it now (not installed, no worker)
   unsupportedFormat @3;  # the format was not recognised, or a named prover cannot read it
   requestTooLarge @4;    # the content exceeds the server's limit
   invalidInput @5;       # the provers rejected the problem text; the message is theirs

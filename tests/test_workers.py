@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import SERVER_ENV, server_args
 
-from proofrace.client import AttemptOutcome, CancelCause, Client, Strategy, Verdict
+from proofrace.client import AttemptOutcome, CancelCause, Client, ErrorKind, Strategy, Verdict
 
 from harness import SAMPLES, RunningServer, running_server, wait_gone
 
@@ -200,3 +200,15 @@ def test_a_dispatcher_dials_the_workers_in_its_configuration(tmp_path: Path, run
         outcome = run(scenario())
         assert outcome.verdict is Verdict.PROVED
         assert any(e["event"] == "attempt.started" for e in worker.log_events())
+
+
+def test_a_prover_no_place_runs_is_unavailable_not_unknown(tmp_path: Path, run) -> None:
+    with running_server(server_args(tmp_path, "--local-slots", "0"), SERVER_ENV) as dispatcher:
+
+        async def scenario():
+            async with Client.connect(dispatcher.address) as client:
+                return await (await client.solve(EASY, provers=["z3"])).result()
+
+        outcome = run(scenario())
+        assert outcome.error is not None
+        assert outcome.error.kind is ErrorKind.PROVER_UNAVAILABLE

@@ -47,7 +47,9 @@ async def serve(settings: Settings) -> None:
     guard = OrphanGuard.start(temp_root)
     metrics = Metrics()
     metrics.info.info({"version": __version__})
-    pool = Pool()
+    # With no local slots, this server's own provers are still known: a request naming one gets
+    # `proverUnavailable` until a worker that runs it registers.
+    pool = Pool(known=registry.info())
     if settings.local_slots != 0:
         pool.add(
             Place(

@@ -8,7 +8,7 @@ for one (still cancellable: a cancel while queued ends it before it starts).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proofrace.backends.base import Backend, not_started
 from proofrace.core.cancel import CancelScope
@@ -33,7 +33,9 @@ class Place:
 
 
 class Pool:
-    def __init__(self) -> None:
+    def __init__(self, known: list[ProverInfo] | None = None) -> None:
+        """`known`: provers to list (as unavailable) even while no place runs them."""
+        self._known = [replace(info, available=False) for info in known or []]
         self._places: list[Place] = []
         self._changed = asyncio.Event()
 
@@ -53,7 +55,7 @@ class Pool:
 
     def catalog(self) -> list[ProverInfo]:
         """Every prover any place knows; available when some place can run it."""
-        merged: dict[str, ProverInfo] = {}
+        merged: dict[str, ProverInfo] = {info.name: info for info in self._known}
         for place in self._places:
             for info in place.backend.catalog():
                 known = merged.get(info.name)

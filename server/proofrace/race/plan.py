@@ -104,7 +104,7 @@ def _choose_provers(
             )
         if not info.available:
             return SolveError(
-                ErrorKind.PROVER_UNAVAILABLE, f"prover {name!r} is not installed on this server"
+                ErrorKind.PROVER_UNAVAILABLE, f"prover {name!r} is not available here now"
             )
         if problem_format not in info.formats:
             reads = ", ".join(f.value for f in info.formats)
