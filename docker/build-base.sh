@@ -13,7 +13,7 @@ fi
 
 # The Debian mirrors apt uses on this machine, since they are the ones known to answer here.
 # Reads both the one-line format and deb822 (.sources) files.
-mirror_for() { # $1: suite pattern, $2: fallback
+mirror_for() { # $1: a pattern for one suite; fails when apt's sources name no mirror for it
   local found
   found="$(
     cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
@@ -26,14 +26,18 @@ mirror_for() { # $1: suite pattern, $2: fallback
           { uri = ""; ok = 0
             for (i = 1; i <= NF; i++) {
               if ($i ~ /^URIs:/) { split($i, f, " "); uri = f[2] }
-              if ($i ~ /^Suites:/ && $i ~ pat) ok = 1 }
+              if ($i ~ /^Suites:/) { n = split($i, w, " "); for (j = 2; j <= n; j++) if (w[j] ~ pat) ok = 1 } }
             if (ok && uri != "") { print uri; exit } }'
     )"
   fi
-  echo "${found:-$2}"
+  if [[ -z "$found" ]]; then
+    echo "base: apt's sources name no mirror for $1; set them up first" >&2
+    return 1
+  fi
+  echo "$found"
 }
-mirror="$(mirror_for '^bookworm( |$)' http://deb.debian.org/debian)"
-security="$(mirror_for 'bookworm-security' http://deb.debian.org/debian-security)"
+mirror="$(mirror_for '^bookworm$')"
+security="$(mirror_for '^bookworm-security$')"
 
 rootfs="$(mktemp -d /tmp/proofrace-rootfs.XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
