@@ -169,13 +169,16 @@ class RpcListener:
             log.info("connection.closed", by="server")
             raise
         except Exception as error:  # a malformed stream ends this connection only
-            log.warning("connection.failed", error=str(error).splitlines()[0][:200])
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            log.warning("connection.failed", error=first_line[:200])
         finally:
             connection.mark_closed()
             self._on_connections(-1)
             if stream is not None:
                 self._streams.discard(stream)
                 stream.close()  # closes the transport after its buffer is flushed
+            else:
+                sock.close()  # the stream never formed (a failed TLS handshake, say)
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.close()
