@@ -86,7 +86,6 @@ class RpcListener:
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._serving: set[asyncio.Task[None]] = set()
-        self._streams: set[Any] = set()
         self._unix_paths: list[Path] = []
 
     async def listen_tcp(self, host: str, port: int) -> Endpoint:
@@ -157,7 +156,6 @@ class RpcListener:
         stream = None
         try:
             stream = await _stream(sock, tls)
-            self._streams.add(stream)
             server = capnp.TwoPartyServer(
                 stream,
                 bootstrap=self._bootstrap(connection),
@@ -175,7 +173,6 @@ class RpcListener:
             connection.mark_closed()
             self._on_connections(-1)
             if stream is not None:
-                self._streams.discard(stream)
                 stream.close()  # closes the transport after its buffer is flushed
             else:
                 sock.close()  # the stream never formed (a failed TLS handshake, say)
