@@ -64,15 +64,13 @@ def placed(
     dispatcher: RunningServer, workers: list[RunningServer], count: int
 ) -> dict[str, tuple[RunningServer, int]]:
     """Where each attempt of the only solve so far runs: prover -> (worker, pid). This blocks:
-    call it once the solve request has left (after an awaited call on the job)."""
-    # A worker logs its start before telling the dispatcher, so by then both logs have it.
+    call it once the solve request has left (after an awaited call on the job). The pool
+    spreads the attempts, so each of `count` workers runs one."""
+    started = [
+        (w, w.wait_for_event(lambda e: e["event"] == "attempt.started")) for w in workers[:count]
+    ]
     dispatcher.wait_for_events(lambda e: e["event"] == "attempt.started", count)
-    return {
-        e["prover"]: (w, int(e["pid"]))
-        for w in workers
-        for e in w.log_events()
-        if e["event"] == "attempt.started"
-    }
+    return {event["prover"]: (w, int(event["pid"])) for w, event in started}
 
 
 def test_a_race_spreads_over_the_workers(two_workers, run) -> None:
@@ -87,7 +85,9 @@ def test_a_race_spreads_over_the_workers(two_workers, run) -> None:
     assert outcome.verdict is Verdict.PROVED
     assert all(a.outcome is AttemptOutcome.PROVED for a in outcome.attempts)
     # One attempt on each worker: the pool puts each where the most slots are free.
-    ran = [sum(1 for e in w.log_events() if e["event"] == "attempt.started") for w in (w1, w2)]
+    for worker in (w1, w2):
+        worker.wait_for_event(lambda e: e["event"] == "attempt.reaped")
+    ran = [len(w.events(event="attempt.started")) for w in (w1, w2)]
     assert ran == [1, 1]
     assert dispatcher.metric("proofrace_workers") == 2
 
@@ -199,7 +199,7 @@ def test_a_dispatcher_dials_the_workers_in_its_configuration(tmp_path: Path, run
 
         outcome = run(scenario())
         assert outcome.verdict is Verdict.PROVED
-        assert any(e["event"] == "attempt.started" for e in worker.log_events())
+        worker.wait_for_event(lambda e: e["event"] == "attempt.reaped")  # it ran there
 
 
 def test_a_prover_no_place_runs_is_unavailable_not_unknown(tmp_path: Path, run) -> None:
