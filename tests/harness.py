@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import atexit
+import contextlib
 import json
+import os
+import select
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from proofrace.testing import (
     RunningServer,
@@ -19,15 +23,18 @@ from proofrace.testing import (
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 STUBBORN = REPO / "tests" / "provers" / "stubborn.py"
+# The named pipes stubborn provers announce readiness on, one per registry entry.
+READY = Path(tempfile.mkdtemp(prefix="proofrace-ready-"))
+atexit.register(shutil.rmtree, READY, True)
+FLOOD_BEFORE_READY = 64 * 1024 * 1024
 
 __all__ = [
     "REPO",
     "SAMPLES",
     "RunningServer",
     "marked_processes",
+    "readiness",
     "running_server",
-    "speaking",
-    "until",
     "wait_gone",
 ]
 
@@ -39,12 +46,15 @@ def write_test_registry(path: Path) -> Path:
         "think": [],
         "deaf": ["--ignore-term"],
         "forker": ["--fork", "3"],
-        "flooder": ["--flood"],
+        "flooder": ["--flood", "--flood-before-ready", str(FLOOD_BEFORE_READY)],
         "liar": ["--answer", "sat"],
     }
     lines = []
     for name, extra in entries.items():
-        command = json.dumps([py, script, "{input}", *extra])
+        fifo = READY / f"{name}.ready"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        command = json.dumps([py, script, "{input}", "--ready", str(fifo), *extra])
         lines += [
             f"[{name}]",
             f"command = {command}",
@@ -57,17 +67,18 @@ def write_test_registry(path: Path) -> Path:
     return path
 
 
-async def until(job: Any, predicate: Callable[[Any], bool], timeout: float = 20) -> Any:
-    """Ask the job's status() until `predicate(status)` holds, within a deadline. Only status()
-    can tell how far a prover has got, so there is no event to wait on instead."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate(status := await job.status()):
-        assert loop.time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
-    return status
+@contextlib.contextmanager
+def readiness(prover: str, timeout: float = 20) -> Iterator[Callable[[], None]]:
+    """`with readiness("deaf") as ready: ...start a solve...; ready()` returns once that
+    stubborn prover has set itself up (handlers installed, helpers forked, flood under way):
+    it announces so on a named pipe, which is read here with a deadline."""
+    fd = os.open(READY / f"{prover}.ready", os.O_RDONLY | os.O_NONBLOCK)
 
+    def ready() -> None:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        assert readable and os.read(fd, 64), f"{prover} never said it was ready"
 
-def speaking(prover: str) -> Callable[[Any], bool]:
-    """A stubborn prover has written output once it has set itself up (handlers, helpers)."""
-    return lambda status: any(a.prover == prover and a.output_bytes > 0 for a in status.attempts)
+    try:
+        yield ready
+    finally:
+        os.close(fd)

@@ -14,13 +14,10 @@ import pytest
 
 from harness import REPO
 
-for extra in ("matplotlib", "pysat", "pysmt", "tqdm"):  # the `bench` extra
-    pytest.importorskip(extra)
-
 # `bench/` is a folder of the checkout, not an installed package.
 sys.path.insert(0, str(REPO))
 
-from bench.corpus import cadical, debian, smtlib, tptp  # noqa: E402
+from bench.corpus import cadical, debian, smtlib, tptp
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from proofrace.client import (
     Verdict,
 )
 
-from harness import REPO, SAMPLES, RunningServer, speaking, until, wait_gone
+from harness import REPO, SAMPLES, RunningServer, readiness, wait_gone
 
 HARD_SMT = (SAMPLES / "pigeonhole-12.smt2").read_text()
 HARD_CNF_FILE = "pigeonhole-12.cnf"
@@ -232,10 +232,11 @@ def test_sigterm_stops_the_server_after_reaping_every_prover(
 
     async def scenario():
         async with Client.connect(server.address) as client:
-            job = await client.solve(HARD_SMT, provers=["z3", "cvc5", "deaf"])
-            solve_id = (await job.status()).solve_id
-            started_pids(server, solve_id, 3)
-            await until(job, speaking("deaf"))  # SIGTERM is ignored from then on
+            with readiness("deaf") as ready:
+                job = await client.solve(HARD_SMT, provers=["z3", "cvc5", "deaf"])
+                solve_id = (await job.status()).solve_id
+                started_pids(server, solve_id, 3)
+                ready()  # SIGTERM is ignored from then on
             server.process.send_signal(signal.SIGTERM)
             return await job.result()
 

@@ -9,7 +9,7 @@ from conftest import SERVER_ENV, server_args
 
 from proofrace.client import Client, SolveState, Verdict, sync
 
-from harness import SAMPLES, RunningServer, running_server, speaking, until
+from harness import SAMPLES, RunningServer, readiness, running_server
 
 EASY = (SAMPLES / "distinct.smt2").read_text()
 HARD = (SAMPLES / "pigeonhole-12.cnf").read_text()
@@ -18,10 +18,12 @@ HARD = (SAMPLES / "pigeonhole-12.cnf").read_text()
 def test_leaving_a_job_scope_early_cancels_the_solve(server: RunningServer, run) -> None:
     async def scenario() -> str:
         async with Client.connect(server.address) as client:
-            job = await client.solve(HARD, provers=["cadical", "think"], goal_id="scoped")
-            async with job:
-                status = await until(job, speaking("think"))
-            return status.solve_id
+            with readiness("think") as ready:
+                job = await client.solve(HARD, provers=["cadical", "think"], goal_id="scoped")
+                async with job:
+                    solve_id = (await job.status()).solve_id
+                    ready()
+            return solve_id
 
     solve_id = run(scenario())
     finished = server.solve_finished(solve_id)
@@ -51,9 +53,11 @@ def test_status_reports_progress_while_running(server: RunningServer, run) -> No
         async with Client.connect(server.address) as client:
             job = await client.solve(HARD, provers=["cadical", "minisat"])
             async with job:
-                return await until(
-                    job, lambda s: all(a.state.value == "running" for a in s.attempts)
+                solve_id = (await job.status()).solve_id
+                server.wait_for_events(
+                    lambda e: e["event"] == "attempt.started" and e["solve_id"] == solve_id, 2
                 )
+                return await job.status()
 
     status = run(scenario())
     assert status.state is SolveState.RUNNING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from proofrace.client import AttemptOutcome, Client, Verdict
 
-from harness import SAMPLES, RunningServer, marked_processes, speaking, until, wait_gone
+from harness import SAMPLES, RunningServer, marked_processes, readiness, wait_gone
 
 EASY_SMT = (SAMPLES / "distinct.smt2").read_text()
 
@@ -12,8 +12,10 @@ EASY_SMT = (SAMPLES / "distinct.smt2").read_text()
 def test_a_provers_helper_processes_die_with_it(server: RunningServer, run) -> None:
     async def scenario():
         async with Client.connect(server.address) as client:
-            job = await client.solve(EASY_SMT, provers=["forker"])
-            await until(job, speaking("forker"))  # its three helpers exist by then
+            with readiness("forker") as ready:
+                job = await client.solve(EASY_SMT, provers=["forker"])
+                await job.status()  # the request has left
+                ready()  # its three helpers exist by then
             family = marked_processes(f"PROOFRACE_OWNER={server.pid}-")
             await job.cancel("stop the family")
             return family, await job.result()
@@ -27,8 +29,10 @@ def test_a_provers_helper_processes_die_with_it(server: RunningServer, run) -> N
 def test_sigterm_is_escalated_to_sigkill_after_the_grace_period(server: RunningServer, run) -> None:
     async def scenario():
         async with Client.connect(server.address) as client:
-            job = await client.solve(EASY_SMT, provers=["deaf", "think"])
-            await until(job, speaking("deaf"))
+            with readiness("deaf") as ready:
+                job = await client.solve(EASY_SMT, provers=["deaf", "think"])
+                await job.status()
+                ready()
             await job.cancel("stop")
             return await job.result()
 
@@ -45,8 +49,10 @@ def test_a_flood_of_output_is_counted_not_kept(server: RunningServer, run) -> No
 
     async def scenario():
         async with Client.connect(server.address) as client:
-            job = await client.solve(EASY_SMT, provers=["flooder"])
-            await until(job, lambda s: s.attempts[0].output_bytes > 64 * 1024 * 1024, timeout=60)
+            with readiness("flooder", timeout=60) as flooded:
+                job = await client.solve(EASY_SMT, provers=["flooder"])
+                await job.status()
+                flooded()  # 64 MiB written, so nearly all of it read by the server
             await job.cancel("that is enough")
             return await job.result()
 

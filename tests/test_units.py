@@ -67,10 +67,8 @@ def test_a_callback_registered_late_runs_at_once_and_removed_ones_never() -> Non
 def test_wait_wakes_on_cancel() -> None:
     async def scenario() -> CancelReason:
         scope = CancelScope()
-        waiter = asyncio.ensure_future(scope.wait())
-        await asyncio.sleep(0)
-        scope.cancel(CLIENT)
-        return await waiter
+        asyncio.get_running_loop().call_soon(scope.cancel, CLIENT)  # once wait() is waiting
+        return await scope.wait()
 
     assert asyncio.run(scenario()) == CLIENT
 

@@ -168,14 +168,18 @@ async def _registered(
     address = dial.address
     host, port = split_host_port(address)
     sock = await open_socket(host, port)
+    try:
+        if dial.tls is None:
+            stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+        else:
+            stream = await capnp.AsyncIoStream.create_connection(
+                sock=sock, ssl=dial.tls, server_hostname=host
+            )
+    except BaseException:
+        sock.close()  # a failed TLS handshake, say: the stream never took the socket over
+        raise
     connection = Connection(sock, address)
     server = new_server(connection)
-    if dial.tls is None:
-        stream = await capnp.AsyncIoStream.create_connection(sock=sock)
-    else:
-        stream = await capnp.AsyncIoStream.create_connection(
-            sock=sock, ssl=dial.tls, server_hostname=host
-        )
     client = capnp.TwoPartyClient(stream)
     try:
         dispatcher = await _dispatcher(client.bootstrap(), dial.credential)

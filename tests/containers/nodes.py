@@ -5,6 +5,7 @@ port, and `docker top` for the prover processes inside them."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
 import threading
@@ -39,24 +40,9 @@ class Node:
         self.name = name
         self.wrapped = container.get_wrapped_container()
         self.metrics_port = metrics_port
-        self.log = EventLog(name)
-        self._stream = self.wrapped.logs(stream=True, follow=True, stdout=False, stderr=True)
-        self._reader = threading.Thread(target=self._follow, daemon=True)
-        self._reader.start()
+        self.log, self._stream = follow_logs(self.wrapped, name)
 
     # --- log -------------------------------------------------------------------------------
-
-    def _follow(self) -> None:
-        pending = b""
-        try:
-            for chunk in self._stream:
-                pending += chunk
-                *raw_lines, pending = pending.split(b"\n")
-                self.log.add([raw.decode(errors="replace").strip() for raw in raw_lines])
-        except Exception:  # the stream is closed under us at teardown
-            pass
-        finally:
-            self.log.end()
 
     def events(self, event: str | None = None) -> list[Event]:
         return [e for e in self.log.all() if event is None or e.get("event") == event]
@@ -94,12 +80,8 @@ class Node:
     def provers(self) -> list[dict[str, str]]:
         return [p for p in self.processes() if p["command"] in PROVER_COMMANDS]
 
-    def wait_for_provers(self, count: int = 1, timeout: float = 30) -> list[dict[str, str]]:
-        """Bounded poll: a process appearing inside a container sends no event to wait on."""
-        found: list[dict[str, str]] = until(
-            lambda: (running := self.provers()) and len(running) >= count and running, timeout
-        )
-        return found
+    def wait_healthy(self, timeout: float = 60) -> None:
+        wait_healthy(self.wrapped, timeout)
 
     def state(self) -> dict[str, Any]:
         self.wrapped.reload()
@@ -118,8 +100,53 @@ class Node:
             self._stream.close()
 
 
+def follow_logs(container: Any, name: str) -> tuple[EventLog, Any]:
+    """A container's stderr, followed (not polled) into an EventLog by a reader thread."""
+    log = EventLog(name)
+    stream = container.logs(stream=True, follow=True, stdout=False, stderr=True)
+
+    def follow() -> None:
+        pending = b""
+        try:
+            for chunk in stream:
+                pending += chunk
+                *raw_lines, pending = pending.split(b"\n")
+                log.add([raw.decode(errors="replace").strip() for raw in raw_lines])
+        except Exception:  # the stream is closed under us at teardown
+            pass
+        finally:
+            log.end()
+
+    threading.Thread(target=follow, daemon=True).start()
+    return log, stream
+
+
+def wait_healthy(container: Any, timeout: float = 60) -> None:
+    """Until Docker's health check reports the container healthy: awaited on Docker's event
+    stream, replayed from the container's creation so an earlier report is not missed."""
+    container.reload()
+    created = container.attrs["Created"]
+    since = int(
+        datetime.datetime.fromisoformat(created[:19]).replace(tzinfo=datetime.UTC).timestamp()
+    )
+    events = container.client.events(
+        decode=True,
+        since=since,
+        until=int(time.time() + timeout),
+        filters={"container": container.id, "event": "health_status"},
+    )
+    try:
+        for event in events:
+            if event.get("status") == "health_status: healthy":
+                return
+    finally:
+        events.close()
+    raise AssertionError(f"{container.name} never reported healthy within {timeout} s")
+
+
 def until(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll `check` until it returns something truthy, within a deadline."""
+    """Poll `check` until it returns something truthy, within a deadline: only for what no
+    event announces (Prometheus's scrapes of its targets)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()

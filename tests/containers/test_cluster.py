@@ -10,7 +10,7 @@ from pathlib import Path
 
 from proofrace.client import AttemptOutcome, CancelCause, Client, Strategy, Verdict
 
-from .nodes import REPO, cluster, until
+from .nodes import REPO, cluster
 
 SAMPLES = REPO / "samples"
 EASY = (SAMPLES / "distinct.smt2").read_text()
@@ -82,10 +82,11 @@ def test_a_cancel_stops_the_provers_in_both_workers(pair, run) -> None:
         async with Client.connect(running.address) as client:
             job = await client.solve(HARD, provers=["cadical", "minisat"])
             await job.status()
-            # Each worker container has its prover running before the cancel.
+            # Each worker container has its prover running before the cancel (a worker logs
+            # the start once the process exists).
             for worker, count in zip((w1, w2), started, strict=True):
                 worker.wait_for("attempt.started", count + 1)
-                worker.wait_for_provers(1)
+                assert worker.provers()
             await job.cancel("stop everywhere")
             return await job.result()
 
@@ -161,7 +162,7 @@ def test_sigterm_to_the_dispatcher_leaves_no_prover_in_any_container(run) -> Non
                 await job.status()
                 for node in nodes:
                     node.wait_for("attempt.started")
-                    node.wait_for_provers(1)
+                    assert node.provers()
                 dispatcher.wrapped.kill(signal="SIGTERM")
                 # A result() still pending when the drain begins gets its answer.
                 return await job.result()
@@ -200,7 +201,5 @@ def test_the_image_runs_unprivileged_with_a_health_check(pair) -> None:
     for node in [dispatcher, *workers]:
         # tini is PID 1, proofrace under it; nothing runs as root.
         assert {p["uid"] for p in node.processes()} == {"10001"}
-        until(
-            lambda node=node: node.state()["Health"]["Status"] == "healthy", timeout=60, interval=1
-        )
+        node.wait_healthy()
         assert node.http_get("/healthz")[0] == 200

@@ -14,8 +14,19 @@ import pytest
 
 import docker
 from proofrace.client import Client, Verdict
+from proofrace.testing import EventLog
 
-from .nodes import IMAGE, PROMETHEUS_IMAGE, PROVER_COMMANDS, REPO, http_get, metric_sum, until
+from .nodes import (
+    IMAGE,
+    PROMETHEUS_IMAGE,
+    PROVER_COMMANDS,
+    REPO,
+    follow_logs,
+    http_get,
+    metric_sum,
+    until,
+    wait_healthy,
+)
 
 WORKERS = 3
 HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
@@ -67,13 +78,21 @@ def compose() -> Iterator[Compose]:
 
 def test_scaled_workers_register_and_prometheus_scrapes_every_container(compose, run) -> None:
     assert len(compose.containers("worker")) == WORKERS
-    metrics = compose.address("dispatcher", 7341)
-    until(
-        lambda: (
-            metric_sum(http_get(f"http://{metrics}/metrics")[1], "proofrace_workers") == WORKERS
-        ),
-        timeout=60,
-    )
+    (dispatcher,) = compose.containers("dispatcher")
+    log, stream = follow_logs(dispatcher, "dispatcher")
+    try:
+        log.wait_for(lambda e: e["event"] == "worker.registered", WORKERS, timeout=60)
+        metrics = compose.address("dispatcher", 7341)
+        workers = metric_sum(http_get(f"http://{metrics}/metrics")[1], "proofrace_workers")
+        assert workers == WORKERS
+        run_through(compose, log, run)
+    finally:
+        stream.close()
+    scraped_by_prometheus(compose)
+
+
+def run_through(compose: Compose, dispatcher_log: EventLog, run) -> None:
+    """A race that finishes, and one cancelled once both its provers run on workers."""
 
     def provers_running() -> int:
         count = 0
@@ -94,8 +113,12 @@ def test_scaled_workers_register_and_prometheus_scrapes_every_container(compose,
             solved = await job.result()
             # A cancel once both provers run: a preemption on each end, for certain.
             job = await client.solve(HARD, provers=["cadical", "minisat"])
-            await job.status()
-            until(lambda: provers_running() == 2, timeout=30)
+            solve_id = (await job.status()).solve_id
+            # The dispatcher logs a start once the worker reports its process running.
+            dispatcher_log.wait_for(
+                lambda e: e["event"] == "attempt.started" and e["solve_id"] == solve_id, 2, 30
+            )
+            assert provers_running() == 2
             await job.cancel("enough")
             return solved, await job.result()
 
@@ -104,6 +127,10 @@ def test_scaled_workers_register_and_prometheus_scrapes_every_container(compose,
     assert cancelled.verdict is Verdict.CANCELLED
     assert provers_running() == 0
 
+
+def scraped_by_prometheus(compose: Compose) -> None:
+    """Prometheus finds every container and their preemption latency. Its scrapes announce
+    nothing, so its API is asked until they show, within a deadline."""
     prometheus = f"http://{compose.address('prometheus', 9090)}"
 
     def targets_up() -> dict[str, int] | None:
@@ -133,12 +160,7 @@ def test_scaled_workers_register_and_prometheus_scrapes_every_container(compose,
 def test_every_container_reports_healthy(compose) -> None:
     for service in ("dispatcher", "worker", "prometheus"):
         for container in compose.containers(service):
-
-            def healthy(container=container) -> bool:
-                container.reload()
-                return container.attrs["State"]["Health"]["Status"] == "healthy"
-
-            until(healthy, timeout=60, interval=1)
+            wait_healthy(container)
 
 
 def test_docker_compose_stop_drains_every_container(compose) -> None:

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from proofrace.cli.main import build_parser
 from proofrace.config import ENV_PREFIX, Settings
-
-# PyYAML belongs in the dev extra; until it is there, scripts/containers.sh installs it.
-yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"

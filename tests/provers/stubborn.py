@@ -2,6 +2,7 @@
 
 By default it reads the problem and then thinks forever (without using CPU). Options make it
 answer at once, ignore SIGTERM, fork helpers into its process group, or flood its output.
+Once set up, it says so on the named pipe given by --ready, if a test is listening there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def main() -> None:
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--fork", type=int, default=0, help="helpers to fork first")
     parser.add_argument("--flood", action="store_true", help="write output without end")
+    parser.add_argument("--flood-before-ready", type=int, default=0, help="bytes to write first")
+    parser.add_argument("--ready", help="a named pipe to announce readiness on")
     args = parser.parse_args()
     with open(args.problem, "rb") as f:
         f.read()
@@ -32,12 +35,31 @@ def main() -> None:
             while True:
                 signal.pause()
     print("thinking", flush=True)
-    if args.flood:
-        chunk = b"c still thinking, with a great deal to say about it\n" * 1024
-        while True:
-            sys.stdout.buffer.write(chunk)
+    chunk = b"c still thinking, with a great deal to say about it\n" * 1024
+    written = 0
+    while args.flood and written < args.flood_before_ready:
+        sys.stdout.buffer.write(chunk)
+        written += len(chunk)
+    sys.stdout.flush()
+    announce(args.ready)
+    while args.flood:
+        sys.stdout.buffer.write(chunk)
     while True:
         signal.pause()
+
+
+def announce(pipe: str | None) -> None:
+    """Tell a listening test that we are set up; nobody listening is fine too."""
+    if not pipe:
+        return
+    try:
+        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader (ENXIO), or no pipe
+        return
+    try:
+        os.write(fd, b"ready\n")
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

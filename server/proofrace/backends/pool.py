@@ -39,10 +39,6 @@ class Pool:
         self._places: list[Place] = []
         self._changed = asyncio.Event()
 
-    @property
-    def places(self) -> list[Place]:
-        return list(self._places)
-
     def add(self, place: Place) -> None:
         place.refresh()
         self._places.append(place)
@@ -89,6 +85,7 @@ class Pool:
 
     async def _acquire(self, prover: str, scope: CancelScope) -> Place | None:
         cancelled = asyncio.ensure_future(scope.wait())
+        changed: asyncio.Task[bool] | None = None
         try:
             while not scope.cancelled:
                 offering = [p for p in self._places if prover in p.provers]
@@ -100,10 +97,11 @@ class Pool:
                     return best
                 changed = asyncio.ensure_future(self._changed.wait())
                 await asyncio.wait({changed, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-                changed.cancel()
             return None
         finally:
             cancelled.cancel()
+            if changed is not None:
+                changed.cancel()
 
     def _wake(self) -> None:
         # Wake every waiter once, then re-arm for the next change.

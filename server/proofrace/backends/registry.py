@@ -64,9 +64,6 @@ class Registry:
             self.probe()
         return [self._info[name] for name in sorted(self._info)]
 
-    def available(self, name: str) -> bool:
-        return any(i.name == name and i.available for i in self.info())
-
 
 def parse(document: Mapping[str, Any], *, origin: str) -> dict[str, ProverSpec]:
     return {name: _parse_one(name, table, origin) for name, table in document.items()}

@@ -9,7 +9,6 @@ import enum
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,27 +57,25 @@ async def _solve(args: argparse.Namespace, content: bytes) -> int:
             goal_id=args.goal_id,
         )
         display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
-        interrupted = await _follow(job, display)
+        await _follow(job, display)
         outcome = await job.result()
         display.clear()
     if args.json:
         print(json.dumps(_jsonable(outcome), indent=2))
     else:
-        print(render_outcome(outcome, interrupted_at=interrupted))
+        print(render_outcome(outcome))
     return exit_code(outcome)
 
 
-async def _follow(job: Job, display: _Display) -> float | None:
-    """Show progress until the result is in; returns when Ctrl-C was pressed, if it was."""
+async def _follow(job: Job, display: _Display) -> None:
+    """Show progress until the result is in; Ctrl-C cancels the solve through its token."""
     loop = asyncio.get_running_loop()
     result = asyncio.ensure_future(job.result())
-    interrupted: float | None = None
     cancelling: asyncio.Task[Any] | None = None
 
     def on_interrupt() -> None:
-        nonlocal interrupted, cancelling
-        if interrupted is None:
-            interrupted = time.monotonic()
+        nonlocal cancelling
+        if cancelling is None:
             cancelling = loop.create_task(job.cancel("interrupted from the terminal (Ctrl-C)"))
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
@@ -91,7 +88,6 @@ async def _follow(job: Job, display: _Display) -> float | None:
         loop.remove_signal_handler(signal.SIGINT)
     if cancelling is not None:
         await cancelling
-    return interrupted
 
 
 class _Display:
@@ -118,7 +114,7 @@ class _Display:
             self._lines = 0
 
 
-def render_outcome(outcome: SolveOutcome, interrupted_at: float | None = None) -> str:
+def render_outcome(outcome: SolveOutcome) -> str:
     head = f"verdict: {outcome.verdict.value}"
     if outcome.winner:
         head += f" (winner: {outcome.winner})"
