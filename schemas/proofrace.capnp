@@ -6,7 +6,9 @@
 # `schemaVersion`; fields and enumerants are only ever appended, with defaults.
 # No language-specific annotations live here, so every client compiles this file as is.
 
-const currentSchemaVersion :UInt16 = 1;
+const currentSchemaVersion :UInt16 = 2;
+# 2: roles (workers log in apart from clients), verdict grounds and conflicts, the applied
+#    deadline, cache and confirmation options, worker stop reasons.
 
 interface Gate {
   login @0 (credential :Text) -> (result :LoginResult);
@@ -19,7 +21,16 @@ struct LoginResult {
   union {
     dispatcher @0 :Dispatcher;
     refused @1 :Error;           # kind `unauthenticated`; says what was refused, nothing more
+    workerHub @2 :WorkerHub;     # the credential is a worker's: it may offer provers, not solve
+    worker @3 :Worker;           # from a worker's own Gate (`proofrace worker --listen`)
   }
+}
+
+interface WorkerHub {
+  registerWorker @0 (worker :Worker, info :WorkerInfo) -> (registration :Registration, refused :Error);
+  # The worker-facing side of a dispatcher, reached only with a worker's credential (or a
+  # worker's client certificate). Offered provers must be ones the dispatcher's registry
+  # already knows; `refused` says why an offer was turned down (then `registration` is null).
 }
 
 interface Dispatcher extends(Gate) {
@@ -33,9 +44,10 @@ interface Dispatcher extends(Gate) {
   provers @1 () -> (provers :List(ProverInfo));
   # Every prover this server knows, installed or not (its own and its workers').
 
-  registerWorker @2 (worker :Worker, info :WorkerInfo) -> (registration :Registration);
-  # A worker that dialled the dispatcher offers itself. It stays listed while it holds
-  # `registration` and its connection lives; attempts then reach it through `worker.run`.
+  registerWorker @2 (worker :Worker, info :WorkerInfo) -> (registration :Registration, refused :Error);
+  # Kept for old workers on a server that runs without roles. A solving client's credential
+  # never grants it: such a call answers `refused` (kind `forbidden`) and a null registration.
+  # Workers log in with a worker credential and register through `WorkerHub`.
 
   ping @3 () -> (idleTimeoutMs :UInt32);
   # Any call counts as a sign of life. A server with an idle timeout (0: none) closes a
@@ -77,6 +89,18 @@ struct SolveRequest {
   strategy @5 :Strategy = firstWins;
   quorum @6 :UInt8 = 2;      # agreeing provers needed by `quorum`
   timeoutMs @7 :UInt32 = 0;  # 0: the server's default; capped at the server's maximum
+  confirm @8 :Bool = false;  # a decisive answer must be certified or confirmed by a second,
+                             # independent prover before it is returned
+  cache @9 :CachePolicy = use;
+  waitForCapacityMs @10 :UInt32 = 0;  # with no prover available yet (workers still starting),
+                                      # wait up to this long for one instead of `noProver`
+}
+
+enum CachePolicy {
+  use @0;            # answer from the verdict cache when it holds the goal; store new verdicts
+  certifiedOnly @1;  # like `use`, but only certified or confirmed verdicts may come from it
+  bypass @2;         # neither read nor write the cache
+  refresh @3;        # race afresh and overwrite what the cache holds
 }
 
 enum CancelCause {
@@ -105,6 +129,36 @@ enum ErrorKind {
   noProver @8;           # no installed prover reads the format
   unauthenticated @9;    # the credential was refused
   overloaded @10;        # too many solves in flight (on this connection or in all); retry later
+  forbidden @11;         # the credential does not grant this role (a client registering a worker)
+  internal @12;          # an unexpected server fault; the message names the log entry
+}
+
+enum Grounds {
+  # How a decisive answer was established.
+  none @0;               # no decisive answer
+  unchecked @1;          # one prover's word
+  modelChecked @2;       # the model it gave satisfies every clause or assertion
+  proofChecked @3;       # a proof checker accepted its proof
+  confirmed @4;          # a second, independent prover gave the same answer
+  certificateFailed @5;  # its certificate was checked and failed: a wrong answer, never counted
+}
+
+struct Conflict {
+  # Decisive answers that contradict each other with no certificate to settle them.
+  proved @0 :List(Text);   # provers that answered proved
+  refuted @1 :List(Text);  # provers that answered refuted
+}
+
+enum Source {
+  race @0;     # provers were raced for this solve
+  cache @1;    # the verdict cache answered
+  joined @2;   # joined an identical race already running for another caller
+}
+
+struct CacheHit {
+  foundUs @0 :UInt64;      # when the verdict was first found (microseconds since the Unix epoch)
+  foundBy @1 :Text;        # the prover whose answer it was
+  solveId @2 :Text;        # the solve that found it
 }
 
 struct Error {
@@ -130,6 +184,13 @@ struct SolveOutcome {
   attempts @12 :List(Attempt);
   disagreement @13 :Bool;    # decisive answers contradicted each other (never hidden)
   elapsedUs @14 :UInt64;     # solve accepted to every attempt reaped
+  deadlineMs @15 :UInt32;    # the deadline that applied (the request's, or the server's default,
+                             # capped at its maximum); 0 when the request was refused
+  grounds @16 :Grounds;      # how the verdict was established
+  conflict @17 :Conflict;    # set when decisive answers contradicted each other and nothing
+                             # settled it: the verdict is then `unknown`, never the earlier one
+  source @18 :Source;
+  cached @19 :CacheHit;      # set when source is `cache`
 }
 
 enum AttemptOutcome {
@@ -173,6 +234,8 @@ struct Attempt {
   }
   outputTail @10 :Text;      # the last bytes of its combined stdout and stderr
   outputBytes @11 :UInt64;   # everything it wrote, including what the tail dropped
+  grounds @12 :Grounds;      # how its answer was established
+  worker @13 :Text;          # the remote worker that ran it; empty when the dispatcher did
 }
 
 struct SolveStatus {
@@ -187,6 +250,7 @@ struct SolveStatus {
   winner @3 :Text;
   elapsedUs @4 :UInt64;
   attempts @5 :List(AttemptStatus);
+  source @6 :Source;
 }
 
 struct AttemptStatus {
@@ -219,6 +283,10 @@ interface Worker {
   # If the connection dies, the worker stops every attempt it runs for it.
 
   info @1 () -> (info :WorkerInfo);
+
+  stop @2 (attemptId :Text, reason :CancelReason) -> ();
+  # Sent just before the dispatcher cancels a `run` call: tells the worker the real reason
+  # (deadline, preemption by a named winner, ...) so its metrics and logs carry it.
 }
 
 interface AttemptEvents {

@@ -80,6 +80,8 @@ class ErrorKind(enum.Enum):
     NO_PROVER = "noProver"
     UNAUTHENTICATED = "unauthenticated"
     OVERLOADED = "overloaded"
+    FORBIDDEN = "forbidden"
+    INTERNAL = "internal"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class SolveOutcome:
     error: SolveError | None = None  # with Verdict.ERROR
     disagreement: bool = False
     elapsed_ns: int = 0
+    deadline_ms: int = 0  # the deadline that applied; 0 when the request was refused
 
 
 class SolveState(enum.Enum):

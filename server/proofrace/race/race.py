@@ -180,6 +180,7 @@ class Race:
             error=decision.error,
             disagreement=self._judge.disagreement,
             elapsed_ns=now - self._created_ns,
+            deadline_ms=round(self._plan.timeout_s * 1000),
         )
         stopped = any(a.stop is not None for a in attempts)
         stop_latency = now - self._end_triggered_ns if stopped and self._end_triggered_ns else None

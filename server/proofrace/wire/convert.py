@@ -55,7 +55,7 @@ def write_error(builder: Builder, error: SolveError) -> None:
 
 
 def write_outcome(builder: Builder, outcome: SolveOutcome) -> None:
-    builder.schemaVersion = 1
+    builder.schemaVersion = 2
     builder.solveId = outcome.solve_id
     builder.goalId = outcome.goal_id
     verdict = builder.verdict
@@ -73,6 +73,7 @@ def write_outcome(builder: Builder, outcome: SolveOutcome) -> None:
         write_attempt(attempts[i], attempt)
     builder.disagreement = outcome.disagreement
     builder.elapsedUs = outcome.elapsed_ns // 1000
+    builder.deadlineMs = outcome.deadline_ms
 
 
 def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
@@ -151,6 +152,7 @@ def read_outcome(reader: Reader) -> SolveOutcome:
         ),
         disagreement=bool(reader.disagreement),
         elapsed_ns=int(reader.elapsedUs) * 1000,
+        deadline_ms=int(reader.deadlineMs),
     )
 
 
