@@ -544,6 +544,8 @@ impl ErrorKind {
             Ok(pc::ErrorKind::NoProver) => ErrorKind::NoProver,
             Ok(pc::ErrorKind::Unauthenticated) => ErrorKind::Unauthenticated,
             Ok(pc::ErrorKind::Overloaded) => ErrorKind::Overloaded,
+            Ok(pc::ErrorKind::Forbidden) => ErrorKind::Other(pc::ErrorKind::Forbidden as u16),
+            Ok(pc::ErrorKind::Internal) => ErrorKind::Other(pc::ErrorKind::Internal as u16),
             Err(capnp::NotInSchema(n)) => ErrorKind::Other(n),
         }
     }
