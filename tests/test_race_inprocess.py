@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from proofrace.backends.pool import Place, Pool
 from proofrace.core.cancel import CancelScope
@@ -170,6 +171,26 @@ async def test_quorum_stops_the_others_once_enough_agree() -> None:
     outcome = await race_of(backend, strategy=Strategy.QUORUM, quorum=2).run()
     assert (outcome.verdict, outcome.winner) == (Verdict.PROVED, "a")
     assert backend.stops["slow"].cause is CancelCause.PREEMPTED
+
+
+# --- the in-flight gauge and the attempt log -------------------------------------------
+
+
+async def test_the_attempts_in_flight_gauge_returns_to_zero_however_attempts_end() -> None:
+    metrics = Metrics()
+    backend = FakeBackend(
+        {
+            "z3": Script(proved("z3")),
+            "cvc5": Script(),
+            "buggy": Script(error=RuntimeError("bug")),
+        }
+    )
+    with capture_logs() as logs:
+        await race_of(backend, Telemetry(metrics)).run()
+    assert metrics.registry.get_sample_value("proofrace_attempts_in_flight") == 0
+    # Only an attempt whose process was seen to end is logged as reaped.
+    ends = {e["prover"]: e["event"] for e in logs if e["event"].startswith("attempt.")}
+    assert ends == {"z3": "attempt.reaped", "cvc5": "attempt.reaped", "buggy": "attempt.ended"}
 
 
 # --- Pool ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import capnp
+from structlog.testing import capture_logs
 
 from proofrace import schema
 from proofrace.core.cancel import CancelScope
@@ -123,7 +124,9 @@ async def test_an_attempt_cancelled_before_it_is_sent_never_reaches_the_worker()
     assert backend.started == []
 
 
-async def test_a_worker_lost_mid_attempt_is_a_system_error() -> None:
+async def test_a_worker_lost_mid_attempt_is_a_system_error_and_leaves_no_attempt_in_flight() -> (
+    None
+):
     backend = FakeBackend({"z3": Script(), "cvc5": Script()})
     metrics = Metrics()
     async with linked(backend) as link:
@@ -131,14 +134,18 @@ async def test_a_worker_lost_mid_attempt_is_a_system_error() -> None:
         plan = Plan(PROBLEM, ("z3", "cvc5"), Strategy.FIRST_WINS, 2, 60.0)
         running = asyncio.ensure_future(Race("s1", plan, link.remote, telemetry).run())
         await telemetry.started(2)
-        link.close()
-        outcome = await running
+        with capture_logs() as logs:
+            link.close()
+            outcome = await running
     assert outcome.verdict is Verdict.ERROR
     for attempt in outcome.attempts:
         assert attempt.outcome is AttemptOutcome.SYSTEM_ERROR
         assert attempt.message.startswith("worker w1 lost")
     # The worker stopped its attempts when the dispatcher's connection went.
     assert {r.cause for r in backend.stops.values()} == {CancelCause.DISCONNECTED}
+    assert metrics.registry.get_sample_value("proofrace_attempts_in_flight") == 0
+    dispatcher_side = [e for e in logs if e.get("solve_id") == "s1" and "prover" in e]
+    assert {e["event"] for e in dispatcher_side} == {"attempt.ended"}  # nothing reaped here
 
 
 class CountingTelemetry(Telemetry):
