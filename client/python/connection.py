@@ -14,7 +14,7 @@ from typing import Any
 
 import capnp
 
-from proofrace import schema
+from proofrace.client import login
 from proofrace.client.address import Address
 from proofrace.client.job import Job
 from proofrace.core.model import Format, ProverInfo, SolveRequest, Strategy
@@ -148,13 +148,10 @@ class _Connecting:
         return Client(rpc, dispatcher, idle_ms / 1000)
 
     async def _dispatcher(self, bootstrap: Any) -> Any:
-        compiled = schema.load()
-        if self._credential is None:
-            return bootstrap.cast_as(compiled.Dispatcher)
-        result = (await bootstrap.cast_as(compiled.Gate).login(self._credential)).result
-        if result.which() == "refused":
-            raise LoginRefused(str(result.refused.message))
-        return result.dispatcher
+        try:
+            return await login.dispatcher_of(bootstrap, self._credential)
+        except login.LoginRefused as refused:
+            raise LoginRefused(str(refused)) from None
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()

@@ -8,40 +8,28 @@ On SIGTERM it drains: every attempt is stopped and reaped and its answer sent, t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import socket
 import ssl
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import capnp
 import structlog
 
-from proofrace import __version__, schema
-from proofrace.app import (
-    local_backend,
-    scratch_dir,
-    server_tls,
-    stop_on_signals,
-    traversal_limit,
-)
+from proofrace import __version__
 from proofrace.backends.pool import Place, Pool
-from proofrace.backends.registry import Registry
-from proofrace.backends.watchdog import OrphanGuard
+from proofrace.client.login import LoginRefused, dispatcher_of
 from proofrace.config import Settings, split_host_port
 from proofrace.core.model import CancelCause, CancelReason
-from proofrace.observe.http import MetricsEndpoint
-from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
+from proofrace.runtime import runtime
 from proofrace.wire.connection import Connection
 from proofrace.wire.connection import dial as open_socket
-from proofrace.wire.listener import RpcListener
 from proofrace.wire.promises import first_of
+from proofrace.wire.reconnect import reconnecting
 from proofrace.wire.remote import WorkerInfo, write_worker_info
 from proofrace.wire.worker_server import WorkerServer
 
@@ -50,66 +38,52 @@ _SHUTDOWN = CancelReason(CancelCause.SHUTDOWN, "the worker is shutting down")
 
 
 async def work(settings: Settings) -> None:
-    registry = Registry.load([Path(settings.provers_file)] if settings.provers_file else [])
-    registry.probe()
-    temp_root = scratch_dir(settings)
-    guard = OrphanGuard.start(temp_root)
-    slots = settings.slots or os.cpu_count() or 1
-    # The worker's own pool keeps it to its advertised slots whoever asks.
-    pool = Pool()
-    pool.add(Place("local", local_backend(settings, registry, guard, temp_root), slots))
-    info = WorkerInfo(settings.name or socket.gethostname(), tuple(registry.info()), slots)
-    metrics = Metrics()
-    metrics.info.info({"version": __version__, "role": "worker"})
-    telemetry = Telemetry(metrics)
-    servers: weakref.WeakSet[WorkerServer] = weakref.WeakSet()
-
-    def new_server(connection: Connection) -> WorkerServer:
-        server = WorkerServer(pool, info, telemetry, connection)
-        servers.add(server)
-        connection.on_close(server.connection_lost)
-        return server
-
-    stop = stop_on_signals()
-    endpoint = MetricsEndpoint(metrics.registry, healthy=lambda: not stop.is_set())
-    listener = RpcListener(
-        new_server,
-        traversal_limit_words=traversal_limit(settings),
-        tls=server_tls(settings),
-        on_connections=metrics.connections.inc,
-    )
-    tasks: list[asyncio.Future[None]] = []
     try:
-        endpoints = [await listener.listen_tcp(*split_host_port(e)) for e in settings.listen]
-        metrics_port = (
-            await endpoint.start(*split_host_port(settings.metrics)) if settings.metrics else None
-        )
-        if settings.dispatcher:
-            tasks.append(
-                asyncio.ensure_future(keep_registered(dial_of(settings), new_server, info, stop))
-            )
-        _log.info(
-            "worker.ready",
-            name=info.name,
-            slots=slots,
-            rpc=[str(e) for e in endpoints],
-            dispatcher=settings.dispatcher or None,
-            metrics_port=metrics_port,
-            provers=[i.name for i in info.provers if i.available],
-            pid=os.getpid(),
-        )
-        await stop.wait()
-        _log.info("worker.stopping")
+        await _work(settings)
     finally:
-        stop.set()
-        await asyncio.gather(*(s.drain(_SHUTDOWN) for s in servers), return_exceptions=True)
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await listener.stop_accepting()
-        await listener.close_connections()
-        await endpoint.close()
-        guard.close()
-        shutil.rmtree(temp_root, ignore_errors=True)
         _log.info("worker.stopped")
+
+
+async def _work(settings: Settings) -> None:
+    async with runtime(settings, {"version": __version__, "role": "worker"}) as rt:
+        slots = settings.slots or os.cpu_count() or 1
+        # The worker's own pool keeps it to its advertised slots whoever asks.
+        pool = Pool()
+        pool.add(Place("local", rt.local_backend(), slots))
+        info = WorkerInfo(settings.name or socket.gethostname(), tuple(rt.registry.info()), slots)
+        telemetry = Telemetry(rt.metrics)
+        servers: weakref.WeakSet[WorkerServer] = weakref.WeakSet()
+
+        def new_server(connection: Connection) -> WorkerServer:
+            server = WorkerServer(pool, info, telemetry, connection)
+            servers.add(server)
+            connection.on_close(server.connection_lost)
+            return server
+
+        listener = rt.listener(new_server)
+        tasks: list[asyncio.Future[None]] = []
+        try:
+            rpc, metrics_port = await rt.open(unix=False, healthy=lambda: not rt.stop.is_set())
+            if settings.dispatcher:
+                registered = keep_registered(dial_of(settings), new_server, info, rt.stop)
+                tasks.append(asyncio.ensure_future(registered))
+            _log.info(
+                "worker.ready",
+                name=info.name,
+                slots=slots,
+                rpc=rpc,
+                dispatcher=settings.dispatcher or None,
+                metrics_port=metrics_port,
+                provers=[i.name for i in info.provers if i.available],
+                pid=os.getpid(),
+            )
+            await rt.stop.wait()
+            _log.info("worker.stopping")
+        finally:
+            rt.stop.set()
+            await asyncio.gather(*(s.drain(_SHUTDOWN) for s in servers), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await listener.stop_accepting()
 
 
 @dataclass(frozen=True)
@@ -119,10 +93,6 @@ class Dial:
     address: str
     credential: str | None = None
     tls: ssl.SSLContext | None = None
-
-
-class Refused(Exception):
-    pass
 
 
 def dial_of(settings: Settings) -> Dial:
@@ -142,20 +112,17 @@ async def keep_registered(
     stop: asyncio.Event,
 ) -> None:
     """Stay registered with the dispatcher, reconnecting when it goes away."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            await _registered(dial, new_server, info, stop)
-            backoff = 0.5
-        except (OSError, capnp.KjException, Refused) as error:
-            _log.warning(
-                "worker.dispatcher_unreachable", dispatcher=dial.address, error=str(error)[:120]
-            )
-        if stop.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff)
-        backoff = min(backoff * 2, 30.0)
+
+    async def session() -> None:
+        await _registered(dial, new_server, info, stop)
+
+    def unreachable(error: Exception) -> None:
+        message = f"login refused: {error}" if isinstance(error, LoginRefused) else str(error)
+        _log.warning("worker.dispatcher_unreachable", dispatcher=dial.address, error=message[:120])
+
+    await reconnecting(
+        session, stop, expected=(OSError, capnp.KjException, LoginRefused), on_failure=unreachable
+    )
 
 
 async def _registered(
@@ -182,7 +149,7 @@ async def _registered(
     server = new_server(connection)
     client = capnp.TwoPartyClient(stream)
     try:
-        dispatcher = await _dispatcher(client.bootstrap(), dial.credential)
+        dispatcher = await dispatcher_of(client.bootstrap(), dial.credential)
         request = dispatcher.registerWorker_request()
         request.worker = server
         write_worker_info(request.init("info"), info)
@@ -197,13 +164,3 @@ async def _registered(
     finally:
         connection.mark_closed()  # stops whatever this dispatcher still had running here
         client.close()
-
-
-async def _dispatcher(bootstrap: Any, credential: str | None) -> Any:
-    compiled = schema.load()
-    if credential is None:
-        return bootstrap.cast_as(compiled.Dispatcher)
-    result = (await bootstrap.cast_as(compiled.Gate).login(credential)).result
-    if result.which() == "refused":
-        raise Refused(f"login refused: {result.refused.message}")
-    return result.dispatcher

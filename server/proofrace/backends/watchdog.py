@@ -11,6 +11,7 @@ Run as `python -m proofrace.backends.watchdog MARKER TEMP_ROOT`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -51,16 +52,17 @@ class OrphanGuard:
     def unregister(self, pgid: int) -> None:
         self._send(f"-{pgid}\n")
 
-    def close(self) -> None:
-        """Called after every attempt is reaped: the guard then finds nothing to kill."""
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Called after every attempt is reaped: the guard then finds nothing to kill.
+
+        Its exit is awaited on a pidfd, so the event loop runs on meanwhile; a guard that has
+        not exited after `timeout_s` is killed."""
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if not await _exited(self._process.pid, timeout_s):
             self._process.kill()
-            self._process.wait()
+        self._process.wait()  # it has exited, or been sent SIGKILL: this returns at once
 
     def _send(self, line: str) -> None:
         stdin = self._process.stdin
@@ -72,6 +74,30 @@ class OrphanGuard:
         except OSError:
             # The guard died; attempts still get reaped by the server itself.
             self._broken = True
+
+
+async def _exited(pid: int, timeout_s: float) -> bool:
+    """Whether the child `pid` exits (it is not reaped) within `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await asyncio.wait_for(exited, timeout_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 def _marked_processes(marker: str) -> Iterator[int]:

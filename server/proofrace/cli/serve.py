@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proofrace import app, worker_app
+from proofrace import app, runtime, worker_app
 from proofrace.backends.registry import RegistryError
 from proofrace.config import DEFAULT_WORKER_METRICS_PORT, ConfigError, Settings
 from proofrace.observe import logs
@@ -38,7 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logs.configure(settings.log_format, settings.log_level)  # type: ignore[arg-type]
     try:
-        app.run(worker_app.work(settings) if worker else app.serve(settings))
+        runtime.run(worker_app.work(settings) if worker else app.serve(settings))
     except (RegistryError, OSError) as error:
         print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 1

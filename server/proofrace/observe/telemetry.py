@@ -25,6 +25,9 @@ class Telemetry:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._log = structlog.get_logger("proofrace")
+        # Attempts reported started and not yet finished: the in-flight gauge counts these,
+        # whatever way they end (reaped, lost with their worker, or failed inside the server).
+        self._started: set[str] = set()
 
     def solve_started(
         self, solve_id: str, goal_id: str, strategy: Strategy, provers: tuple[str, ...]
@@ -50,7 +53,9 @@ class Telemetry:
         )
 
     def attempt_started(self, solve_id: str, attempt: str, prover: str, pid: int) -> None:
-        self.metrics.attempts_in_flight.inc()
+        if attempt not in self._started:
+            self._started.add(attempt)
+            self.metrics.attempts_in_flight.inc()
         self._log.info(
             "attempt.started", solve_id=solve_id, attempt=attempt, prover=prover, pid=pid
         )
@@ -77,7 +82,8 @@ class Telemetry:
 
     def attempt_finished(self, solve_id: str, attempt: str, result: AttemptResult) -> None:
         log = self._log.bind(solve_id=solve_id, attempt=attempt, prover=result.prover)
-        if result.exit.code is not None or result.exit.signal is not None:
+        if attempt in self._started:
+            self._started.discard(attempt)
             self.metrics.attempts_in_flight.dec()
         self.metrics.attempts.labels(result.prover, result.outcome.value).inc()
         if result.stop is not None:
@@ -92,8 +98,11 @@ class Telemetry:
                 latency_us=_us(stop.latency_ns),
                 escalated=stop.escalated,
             )
+        # `reaped` only when a process of this attempt was seen to end; an attempt that never
+        # started, or whose worker was lost, ended without anyone reaping it here.
+        reaped = result.exit.code is not None or result.exit.signal is not None
         log.info(
-            "attempt.reaped",
+            "attempt.reaped" if reaped else "attempt.ended",
             outcome=result.outcome.value,
             answer=result.answer.value,
             status=result.status,

@@ -211,12 +211,16 @@ class RpcListener:
         return min(deadlines, key=lambda d: d[1])
 
     async def stop_accepting(self) -> None:
-        for task in self._accepting:
+        """Close the listening sockets (once: calling again does nothing)."""
+        accepting, self._accepting = self._accepting, []
+        sockets, self._sockets = self._sockets, []
+        paths, self._unix_paths = self._unix_paths, []
+        for task in accepting:
             task.cancel()
-        await asyncio.gather(*self._accepting, return_exceptions=True)
-        for sock in self._sockets:
+        await asyncio.gather(*accepting, return_exceptions=True)
+        for sock in sockets:
             sock.close()
-        for path in self._unix_paths:
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

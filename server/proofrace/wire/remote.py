@@ -10,7 +10,6 @@ part (cancellation received to reaped) and sends it along.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import weakref
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from proofrace.core.progress import AttemptProgress
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.promises import answer, first_of
+from proofrace.wire.reconnect import reconnecting
 
 _schema = schema.load()
 _log = structlog.get_logger("proofrace.workers")
@@ -199,20 +199,22 @@ class WorkerDirectory:
 
     async def dial(self, host: str, port: int, stop: asyncio.Event) -> None:
         """Keep a worker listed in the configuration connected, reconnecting as needed."""
-        backoff = 0.5
-        while not stop.is_set():
+
+        async def session() -> None:
+            stream = await capnp.AsyncIoStream.create_connection(host, port)
+            client = capnp.TwoPartyClient(stream)
             try:
-                stream = await capnp.AsyncIoStream.create_connection(host, port)
-                client = capnp.TwoPartyClient(stream)
                 worker = client.bootstrap().cast_as(_schema.Worker)
                 info = read_worker_info((await worker.info()).info)
                 registration = self.register(worker, info)
-                backoff = 0.5
                 await first_of(client.on_disconnect(), stop)
-                del registration, worker
+                del registration, worker  # the worker leaves the pool
+            finally:
                 client.close()
-            except (OSError, capnp.KjException) as error:
-                _log.info("worker.unreachable", address=f"{host}:{port}", error=str(error)[:120])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 30.0)
+
+        def unreachable(error: Exception) -> None:
+            _log.info("worker.unreachable", address=f"{host}:{port}", error=str(error)[:120])
+
+        await reconnecting(
+            session, stop, expected=(OSError, capnp.KjException), on_failure=unreachable
+        )

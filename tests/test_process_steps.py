@@ -1,0 +1,124 @@
+"""The supervision steps on a real process, in process: whichever step fails after the spawn,
+the process is still reaped and the orphan guard told so."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from proofrace.backends import process
+from proofrace.backends.process import Limits, supervise
+from proofrace.backends.verdicts import OutputScanner
+from proofrace.core.cancel import CancelScope
+from proofrace.core.model import CancelCause, CancelReason
+
+LIMITS = Limits(cpu_seconds=30, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
+
+
+class Guard:
+    """Records what an OrphanGuard would be told."""
+
+    def __init__(self) -> None:
+        self.registered: list[int] = []
+        self.unregistered: list[int] = []
+
+    def register(self, pgid: int) -> None:
+        self.registered.append(pgid)
+
+    def unregister(self, pgid: int) -> None:
+        self.unregistered.append(pgid)
+
+
+class Pids(list[int]):
+    """The pids spawned, and an event for the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned = asyncio.Event()
+
+    def append(self, pid: int) -> None:
+        super().append(pid)
+        self.spawned.set()
+
+
+def gone(pid: int) -> bool:
+    """Reaped: not even a zombie is left."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+async def start(
+    tmp_path: Path, scope: CancelScope, guard: Guard, pids: Pids, argv: list[str]
+) -> process.ProcessReport:
+    return await supervise(
+        argv,
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        limits=LIMITS,
+        scope=scope,
+        output=OutputScanner([], 1024),
+        guard=guard,  # type: ignore[arg-type]
+        on_spawn=pids.append,
+        on_stopping=lambda: None,
+    )
+
+
+async def test_a_process_is_preempted_and_reaped(tmp_path: Path) -> None:
+    guard, pids, scope = Guard(), Pids(), CancelScope()
+    running = asyncio.ensure_future(start(tmp_path, scope, guard, pids, ["sleep", "30"]))
+    await pids.spawned.wait()
+    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
+    report = await running
+    assert report.preemption is not None and report.preemption.reason.cause is CancelCause.CLIENT
+    assert report.exit.signal is not None and gone(pids[0])
+    assert guard.registered == guard.unregistered == pids
+
+
+async def test_when_pidfd_open_fails_the_process_is_still_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(process.os, "pidfd_open", refuse)
+    guard, pids = Guard(), Pids()
+    with pytest.raises(OSError, match="Too many open files"):
+        await start(tmp_path, CancelScope(), guard, pids, ["sleep", "30"])
+    assert gone(pids[0])
+    assert guard.registered == guard.unregistered == pids
+
+
+async def test_when_the_spawn_hook_fails_the_process_is_still_reaped(tmp_path: Path) -> None:
+    guard, pids = Guard(), Pids()
+
+    def on_spawn(pid: int) -> None:
+        pids.append(pid)
+        raise RuntimeError("observer bug")
+
+    with pytest.raises(RuntimeError):
+        await supervise(
+            ["sleep", "30"],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"]},
+            limits=LIMITS,
+            scope=CancelScope(),
+            output=OutputScanner([], 1024),
+            guard=guard,  # type: ignore[arg-type]
+            on_spawn=on_spawn,
+            on_stopping=lambda: None,
+        )
+    assert gone(pids[0])
+    assert guard.registered == guard.unregistered == pids
+
+
+async def test_a_supervising_task_torn_down_still_reaps(tmp_path: Path) -> None:
+    guard, pids = Guard(), Pids()
+    running = asyncio.ensure_future(start(tmp_path, CancelScope(), guard, pids, ["sleep", "30"]))
+    await pids.spawned.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert gone(pids[0])
+    assert guard.registered == guard.unregistered == pids

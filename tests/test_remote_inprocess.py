@@ -1,0 +1,167 @@
+"""A remote worker in process: the dispatcher's RemoteWorker and the worker's WorkerServer,
+both real, over a socket pair, with a fake backend behind the worker. Preemption across the
+wire, an answer passed through, and a worker lost in the middle of an attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import capnp
+from structlog.testing import capture_logs
+
+from proofrace import schema
+from proofrace.core.cancel import CancelScope
+from proofrace.core.model import (
+    AttemptOutcome,
+    AttemptResult,
+    CancelCause,
+    CancelReason,
+    Format,
+    Problem,
+    Strategy,
+    Verdict,
+)
+from proofrace.core.progress import AttemptProgress
+from proofrace.observe.metrics import Metrics
+from proofrace.observe.telemetry import Telemetry
+from proofrace.race.plan import Plan
+from proofrace.race.race import Race
+from proofrace.wire.connection import Connection
+from proofrace.wire.remote import RemoteWorker, WorkerInfo
+from proofrace.wire.worker_server import WorkerServer
+
+from fakes import FakeBackend, RecordingObserver, Script, proved
+
+PROBLEM = Problem(b"(check-sat)", Format.SMTLIB2)
+
+
+@dataclass
+class Link:
+    remote: RemoteWorker  # the dispatcher's backend
+    worker: WorkerServer
+    worker_side: Connection
+    observer: RecordingObserver  # the worker's own telemetry
+    close: Any  # cut the link from the worker's side
+
+
+@contextlib.asynccontextmanager
+async def linked(backend: FakeBackend) -> AsyncIterator[Link]:
+    async with capnp.kj_loop():
+        dispatcher_sock, worker_sock = socket.socketpair()
+        worker_stream = await capnp.AsyncIoStream.create_unix_connection(sock=worker_sock)
+        dispatcher_stream = await capnp.AsyncIoStream.create_unix_connection(sock=dispatcher_sock)
+        info = WorkerInfo("w1", tuple(backend.catalog()), slots=4)
+        connection = Connection(worker_sock, "test")
+        observer = RecordingObserver()
+        worker = WorkerServer(backend, info, observer, connection)
+        connection.on_close(worker.connection_lost)
+        server = capnp.TwoPartyServer(worker_stream, bootstrap=worker)
+        client = capnp.TwoPartyClient(dispatcher_stream)
+        capability = client.bootstrap().cast_as(schema.load().Worker)
+
+        def close() -> None:
+            connection.mark_closed()
+            worker_stream.close()
+
+        try:
+            yield Link(
+                RemoteWorker(capability, info, grace_s=0.05), worker, connection, observer, close
+            )
+        finally:
+            del capability
+            client.close()
+            server.close()
+            worker_stream.close()
+            dispatcher_stream.close()
+
+
+def run(link: Link, prover: str, scope: CancelScope) -> asyncio.Future[AttemptResult]:
+    progress = AttemptProgress(prover, "s1.0")
+    return asyncio.ensure_future(
+        link.remote.run(prover, PROBLEM, timeout_s=9, scope=scope, progress=progress)
+    )
+
+
+async def test_a_remote_answer_comes_back_whole() -> None:
+    async with linked(FakeBackend({"z3": Script(proved("z3"))})) as link:
+        result = await run(link, "z3", CancelScope())
+    assert (result.outcome, result.answer.value, result.status) == (
+        AttemptOutcome.PROVED,
+        "proved",
+        "unsat",
+    )
+    assert result.exit.code == 0
+
+
+async def test_preemption_crosses_the_wire_and_the_worker_reaps_first() -> None:
+    backend = FakeBackend({"cvc5": Script()})
+    async with linked(backend) as link:
+        scope = CancelScope()
+        running = run(link, "cvc5", scope)
+        await backend.attempt_started.wait()
+        reason = CancelReason(CancelCause.PREEMPTED, "preempted by z3")
+        scope.cancel(reason)
+        result = await running
+    assert result.outcome is AttemptOutcome.CANCELLED and result.stop is not None
+    assert result.stop.reason == reason  # the dispatcher's reason, not the worker's view
+    assert backend.stops["cvc5"].cause is CancelCause.CLIENT
+    assert result.message.startswith("on worker w1; its own stop took")
+    assert not backend.running
+
+
+async def test_an_attempt_cancelled_before_it_is_sent_never_reaches_the_worker() -> None:
+    backend = FakeBackend({"z3": Script()})
+    async with linked(backend) as link:
+        scope = CancelScope()
+        scope.cancel(CancelReason(CancelCause.CLIENT, "early"))
+        result = await run(link, "z3", scope)
+    assert result.outcome is AttemptOutcome.CANCELLED
+    assert backend.started == []
+
+
+async def test_a_worker_lost_mid_attempt_is_a_system_error_and_leaves_no_attempt_in_flight() -> (
+    None
+):
+    backend = FakeBackend({"z3": Script(), "cvc5": Script()})
+    metrics = Metrics()
+    async with linked(backend) as link:
+        telemetry = CountingTelemetry(metrics)
+        plan = Plan(PROBLEM, ("z3", "cvc5"), Strategy.FIRST_WINS, 2, 60.0)
+        running = asyncio.ensure_future(Race("s1", plan, link.remote, telemetry).run())
+        await telemetry.started(2)
+        with capture_logs() as logs:
+            link.close()
+            outcome = await running
+    assert outcome.verdict is Verdict.ERROR
+    for attempt in outcome.attempts:
+        assert attempt.outcome is AttemptOutcome.SYSTEM_ERROR
+        assert attempt.message.startswith("worker w1 lost")
+    # The worker stopped its attempts when the dispatcher's connection went.
+    assert {r.cause for r in backend.stops.values()} == {CancelCause.DISCONNECTED}
+    assert metrics.registry.get_sample_value("proofrace_attempts_in_flight") == 0
+    dispatcher_side = [e for e in logs if e.get("solve_id") == "s1" and "prover" in e]
+    assert {e["event"] for e in dispatcher_side} == {"attempt.ended"}  # nothing reaped here
+
+
+class CountingTelemetry(Telemetry):
+    """The dispatcher's telemetry, which also tells when `started` events crossed the wire."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(metrics)
+        self._starts = 0
+        self._changed = asyncio.Event()
+
+    def attempt_started(self, solve_id: str, attempt: str, prover: str, pid: int) -> None:
+        super().attempt_started(solve_id, attempt, prover, pid)
+        self._starts += 1
+        self._changed.set()
+
+    async def started(self, count: int) -> None:
+        while self._starts < count:
+            self._changed.clear()
+            await self._changed.wait()
