@@ -5,6 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tree="$root/build/typecheck"
+python="$(command -v "${PYTHON:-python}")"  # resolved before the cd below
+[[ "$python" == /* ]] || python="$PWD/$python"
 rm -rf "$tree" && mkdir -p "$tree/proofrace"
 for entry in "$root"/server/proofrace/*; do ln -s "$entry" "$tree/proofrace/"; done
 ln -s "$root/client/python" "$tree/proofrace/client"
@@ -12,5 +14,5 @@ ln -s "$root/schemas" "$tree/proofrace/schemas"
 ln -s "$root/bench" "$tree/bench"
 ln -s "$root/tests" "$tree/tests"  # bench/cross_host.py drives the container tests' nodes
 cd "$tree"
-MYPYPATH="$tree" exec "${PYTHON:-python}" -m mypy --config-file "$root/pyproject.toml" \
+MYPYPATH="$tree" exec "$python" -m mypy --config-file "$root/pyproject.toml" \
   -p proofrace -p bench
