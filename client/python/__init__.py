@@ -12,6 +12,7 @@ Calls must run inside pycapnp's loop: `asyncio.run(capnp.run(main()))`. For scri
 from proofrace.client.address import Address
 from proofrace.client.connection import Client, ConnectError, LoginRefused, LoginRequired
 from proofrace.client.job import Job
+from proofrace.client.transport import ClientClosed
 from proofrace.core.model import (
     Answer,
     AttemptOutcome,
@@ -37,6 +38,7 @@ __all__ = [
     "CancelCause",
     "CancelReason",
     "Client",
+    "ClientClosed",
     "ConnectError",
     "ErrorKind",
     "Format",

@@ -17,6 +17,7 @@ import capnp
 from proofrace.client import login
 from proofrace.client.address import Address
 from proofrace.client.job import Job
+from proofrace.client.transport import Link
 from proofrace.core.model import Format, ProverInfo, SolveRequest, Strategy
 from proofrace.wire import convert
 
@@ -34,12 +35,17 @@ class LoginRefused(ConnectError):
 
 
 class Client:
-    def __init__(self, rpc: Any, dispatcher: Any, idle_timeout_s: float) -> None:
-        self._rpc = rpc
+    """A connection to a proofrace server. Close it (`close()`, or leave `async with`): the
+    server then sees it go at once, and cancels its solves still running as `disconnected`.
+    A client collected while open (with its jobs) is closed too, with a `ResourceWarning`."""
+
+    def __init__(self, link: Link, dispatcher: Any, idle_timeout_s: float) -> None:
+        self._link = link
         self._dispatcher = dispatcher
         self._keepalive: asyncio.Task[None] | None = None
         if idle_timeout_s > 0:
-            self._keepalive = asyncio.ensure_future(self._ping_every(idle_timeout_s / 3))
+            # The task holds the dispatcher, not the client: a dropped client can be collected.
+            self._keepalive = asyncio.ensure_future(_ping_every(dispatcher, idle_timeout_s / 3))
 
     @staticmethod
     def connect(
@@ -51,6 +57,10 @@ class Client:
         server's CA, and a client certificate for mutual TLS) for a server that speaks TLS.
         """
         return _Connecting(Address.parse(address), credential, tls)
+
+    @property
+    def closed(self) -> bool:
+        return self._link.closed
 
     async def solve(
         self,
@@ -68,6 +78,7 @@ class Client:
         Returns at once, without a round trip: the job holds the pipelined token, so a cancel
         can leave before the server has even answered `solve`.
         """
+        self._link.check()
         request = SolveRequest(
             content=content.encode() if isinstance(content, str) else content,
             goal_id=goal_id,
@@ -80,28 +91,29 @@ class Client:
         call = self._dispatcher.solve_request()
         convert.write_request(call.init("request"), request)
         promise = call.send()
-        return Job(promise, promise.token)
+        return Job(promise, promise.token, self._link)
 
     async def provers(self) -> list[ProverInfo]:
-        response = await self._dispatcher.provers()
+        self._link.check()
+        with self._link.translating():
+            response = await self._dispatcher.provers()
         return convert.read_provers(response.provers)
 
     async def close(self) -> None:
+        """Shut the connection down; idempotent. Later calls raise `ClientClosed`."""
+        if self._link.closed:
+            return
+        self._dispatcher = None
+        self._link.close()
         if self._keepalive is not None:
             self._keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive
-        self._dispatcher = None
-        self._rpc.close()
-
-    async def _ping_every(self, interval_s: float) -> None:
-        """Signs of life for a server with an idle timeout, while we wait on results."""
-        with contextlib.suppress(capnp.KjException):
-            while True:
-                await asyncio.sleep(interval_s)
-                await self._dispatcher.ping()
+        # One turn of the loop: the transport closes the socket's descriptor.
+        await asyncio.sleep(0)
 
     async def __aenter__(self) -> Client:
+        self._link.check()
         return self
 
     async def __aexit__(
@@ -111,6 +123,14 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def _ping_every(dispatcher: Any, interval_s: float) -> None:
+    """Signs of life for a server with an idle timeout, while we wait on results."""
+    with contextlib.suppress(capnp.KjException):
+        while True:
+            await asyncio.sleep(interval_s)
+            await dispatcher.ping()
 
 
 class _Connecting:
@@ -123,18 +143,9 @@ class _Connecting:
         self._client: Client | None = None
 
     async def _open(self) -> Client:
-        a = self._address
-        if a.path:
-            stream = await capnp.AsyncIoStream.create_unix_connection(a.path)
-        elif self._tls is not None:
-            stream = await capnp.AsyncIoStream.create_connection(
-                a.host, a.port, ssl=self._tls, server_hostname=a.host
-            )
-        else:
-            stream = await capnp.AsyncIoStream.create_connection(a.host, a.port)
-        rpc = capnp.TwoPartyClient(stream)
+        link = await Link.open(self._address, self._tls)
         try:
-            dispatcher = await self._dispatcher(rpc.bootstrap())
+            dispatcher = await self._dispatcher(link.rpc.bootstrap())
             try:
                 idle_ms = (await dispatcher.ping()).idleTimeoutMs
             except capnp.KjException as error:
@@ -143,9 +154,9 @@ class _Connecting:
                     raise LoginRequired("the server requires a credential") from None
                 raise
         except BaseException:
-            rpc.close()
+            link.close()
             raise
-        return Client(rpc, dispatcher, idle_ms / 1000)
+        return Client(link, dispatcher, idle_ms / 1000)
 
     async def _dispatcher(self, bootstrap: Any) -> Any:
         try:

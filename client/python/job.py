@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from proofrace.client.transport import Link
 from proofrace.core.model import SolveOutcome, SolveState, SolveStatus
 from proofrace.wire import convert
 
@@ -16,10 +17,11 @@ class Job:
     `async with job:` cancels the solve on leaving the block unless its result was read.
     """
 
-    def __init__(self, solve_promise: Any, token: Any) -> None:
+    def __init__(self, solve_promise: Any, token: Any, link: Link) -> None:
         # The promise is kept: a pycapnp server never runs a call whose promise was dropped.
         self._solve_promise: Any = solve_promise
         self._token: Any = token
+        self._link = link  # its client's connection: once closed, calls raise ClientClosed
         self._outcome: SolveOutcome | None = None
 
     @property
@@ -29,16 +31,19 @@ class Job:
     async def cancel(self, reason: str = "") -> SolveStatus:
         """Ask the server to stop the race. Returns once the cancel was *called*; `result()`
         returns once it took effect (every prover reaped)."""
-        response = await self._live_token().cancel(reason)
+        with self._link.translating():
+            response = await self._live_token().cancel(reason)
         return convert.read_status(response.status)
 
     async def status(self) -> SolveStatus:
-        response = await self._live_token().status()
+        with self._link.translating():
+            response = await self._live_token().status()
         return convert.read_status(response.status)
 
     async def result(self) -> SolveOutcome:
         if self._outcome is None:
-            response = await self._live_token().result()
+            with self._link.translating():
+                response = await self._live_token().result()
             self._outcome = convert.read_outcome(response.outcome)
         return self._outcome
 
@@ -57,7 +62,7 @@ class Job:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._outcome is None and self._token is not None:
+            if self._outcome is None and self._token is not None and not self._link.closed:
                 status = await self.status()
                 if status.state is not SolveState.FINISHED:
                     await self.cancel("the client left the job's scope")
@@ -65,6 +70,7 @@ class Job:
             self.release()
 
     def _live_token(self) -> Any:
+        self._link.check()
         if self._token is None:
             raise RuntimeError("this job's token was released")
         return self._token
