@@ -66,6 +66,11 @@ class AttemptEventsServer(_schema.AttemptEvents.Server):  # type: ignore[misc,na
         self._progress = progress
         self._ended = ended
 
+    @property
+    def connection(self) -> None:
+        """Events arrive on the worker's connection; its calls are not counted here."""
+        return None
+
     @rpc_method
     async def started(self, pid: int, _context: Any, **kwargs: Any) -> None:
         self._progress.started(pid)
@@ -129,6 +134,12 @@ class RemoteWorker:
         try:
             remote = await asyncio.wait_for(ended, self._grace_s + _CONFIRM_S)
         except TimeoutError:
+            _log.warning(
+                "worker.stop_unconfirmed",
+                worker=self.info.name,
+                attempt=progress.attempt_id,
+                waited_s=self._grace_s + _CONFIRM_S,
+            )
             return AttemptResult(
                 prover,
                 AttemptOutcome.SYSTEM_ERROR,
