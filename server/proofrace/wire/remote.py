@@ -33,7 +33,7 @@ from proofrace.core.model import (
 from proofrace.core.progress import AttemptProgress
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
-from proofrace.wire.promises import answer, first_of
+from proofrace.wire.promises import call_task, first_of
 from proofrace.wire.reconnect import reconnecting
 
 _schema = schema.load()
@@ -101,7 +101,7 @@ class RemoteWorker:
         scope: CancelScope,
         progress: AttemptProgress,
     ) -> AttemptResult:
-        if scope.cancelled:
+        if scope.cancel_called:
             return not_started(prover, scope)
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[AttemptResult] = loop.create_future()
@@ -115,7 +115,7 @@ class RemoteWorker:
         attempt.attemptId = progress.attempt_id
         request.events = AttemptEventsServer(progress, ended)
         started_ns = time.monotonic_ns()
-        call = asyncio.ensure_future(answer(request.send()))
+        call = call_task(request.send())
         cancelled = asyncio.ensure_future(scope.wait())
         try:
             await asyncio.wait({call, cancelled}, return_when=asyncio.FIRST_COMPLETED)

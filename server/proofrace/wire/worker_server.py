@@ -21,7 +21,7 @@ from proofrace.race.events import RaceObserver
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
-from proofrace.wire.promises import answer
+from proofrace.wire.promises import call_task
 from proofrace.wire.remote import WorkerInfo, write_worker_info
 
 _schema = schema.load()
@@ -123,7 +123,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
 
         async def deliver() -> None:
             try:
-                await asyncio.wait_for(answer(promise), _REPORT_TIMEOUT_S)
+                await asyncio.wait_for(call_task(promise), _REPORT_TIMEOUT_S)
             except TimeoutError:
                 self._undelivered(event, attempt_id, f"no answer within {_REPORT_TIMEOUT_S:g} s")
             except Exception as error:
