@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
@@ -31,10 +32,14 @@ from typing import Any, TypeVar
 import capnp
 
 from proofrace.client import Client, SolveState
-from proofrace.testing import RunningServer, event_unix_ns, running_server
+
+# `tests.support` lives in the checkout, beside bench/, not in the installed package.
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.server import RunningServer, event_unix_ns, running_server  # noqa: E402
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
 TRIVIAL = REPO / "samples" / "distinct.smt2"
 

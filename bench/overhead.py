@@ -17,7 +17,7 @@ from bench.plan import Plan
 from bench.preemption.service import until_running
 from bench.progress import Progress
 from proofrace.client import Client, Job
-from proofrace.testing import RunningServer
+from tests.support.server import RunningServer
 
 STEPS = 3  # for the progress bar
 

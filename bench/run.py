@@ -30,7 +30,7 @@ from bench.portfolio import study
 from bench.preemption import measure as preemption
 from bench.progress import Progress
 from bench.report import write_report
-from proofrace.testing import RunningServer, running_server
+from tests.support.server import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "bench"
 

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import capnp
 
-from proofrace.testing import RunningServer, SoakProblems, running_server, soak
-
+# `tests.support` lives in the checkout, beside bench/, not in the installed package.
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.server import RunningServer, running_server  # noqa: E402
+from tests.support.soak import SoakProblems, soak  # noqa: E402
+
 SAMPLES = REPO / "samples"
 
 

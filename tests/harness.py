@@ -1,4 +1,4 @@
-"""Test-only pieces beside `proofrace.testing`: where things are, and misbehaving provers."""
+"""Test-only pieces beside `tests.support`: where things are, and misbehaving provers."""
 
 from __future__ import annotations
 
@@ -13,12 +13,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from proofrace.testing import (
-    RunningServer,
-    marked_processes,
-    running_server,
-    wait_gone,
-)
+from tests.support.processes import marked_processes, wait_gone
+from tests.support.server import RunningServer, running_server
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"

@@ -1,10 +1,13 @@
 """The supervision steps on a real process, in process: whichever step fails after the spawn,
-the process is still reaped and the orphan guard told so."""
+the process is still reaped and the orphan guard told so; and the guard closes without
+blocking the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from proofrace.backends import process
 from proofrace.backends.process import Limits, supervise
 from proofrace.backends.verdicts import OutputScanner
+from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope
 from proofrace.core.model import CancelCause, CancelReason
 
@@ -122,3 +126,16 @@ async def test_a_supervising_task_torn_down_still_reaps(tmp_path: Path) -> None:
         await running
     assert gone(pids[0])
     assert guard.registered == guard.unregistered == pids
+
+
+async def test_closing_the_guard_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    # A guard that does not exit at the end of its pipe (it never reads it): closing it waits
+    # on its exit without blocking, then kills it.
+    stuck = subprocess.Popen(["sleep", "30"], stdin=subprocess.PIPE)
+    guard = OrphanGuard(stuck, marker="test")
+    ticked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.call_soon(ticked.set)
+    await guard.close(timeout_s=0.05)
+    assert ticked.is_set()  # the loop ran while the guard was being closed
+    assert stuck.returncode == -signal.SIGKILL

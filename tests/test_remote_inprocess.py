@@ -31,6 +31,7 @@ from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
 from proofrace.race.plan import Plan
 from proofrace.race.race import Race
+from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
 from proofrace.wire.remote import RemoteWorker, WorkerInfo
 from proofrace.wire.worker_server import WorkerServer
@@ -47,6 +48,8 @@ class Link:
     worker_side: Connection
     observer: RecordingObserver  # the worker's own telemetry
     close: Any  # cut the link from the worker's side
+    capability: Any  # the dispatcher's reference to the worker
+    undelivered: list[str]  # events the worker could not deliver
 
 
 @contextlib.asynccontextmanager
@@ -58,7 +61,8 @@ async def linked(backend: FakeBackend) -> AsyncIterator[Link]:
         info = WorkerInfo("w1", tuple(backend.catalog()), slots=4)
         connection = Connection(worker_sock, "test")
         observer = RecordingObserver()
-        worker = WorkerServer(backend, info, observer, connection)
+        undelivered: list[str] = []
+        worker = WorkerServer(backend, info, observer, connection, undelivered.append)
         connection.on_close(worker.connection_lost)
         server = capnp.TwoPartyServer(worker_stream, bootstrap=worker)
         client = capnp.TwoPartyClient(dispatcher_stream)
@@ -69,9 +73,8 @@ async def linked(backend: FakeBackend) -> AsyncIterator[Link]:
             worker_stream.close()
 
         try:
-            yield Link(
-                RemoteWorker(capability, info, grace_s=0.05), worker, connection, observer, close
-            )
+            remote = RemoteWorker(capability, info, grace_s=0.05)
+            yield Link(remote, worker, connection, observer, close, capability, undelivered)
         finally:
             del capability
             client.close()
@@ -165,3 +168,34 @@ class CountingTelemetry(Telemetry):
         while self._starts < count:
             self._changed.clear()
             await self._changed.wait()
+
+
+class BrokenEvents(schema.load().AttemptEvents.Server):  # type: ignore[misc]
+    """A dispatcher whose end of the attempt's events fails."""
+
+    connection = None
+
+    @rpc_method
+    async def started(self, pid: int, _context: Any, **kwargs: Any) -> None:
+        raise RuntimeError("events broken")
+
+    @rpc_method
+    async def ended(self, result: Any, _context: Any, **kwargs: Any) -> None:
+        raise RuntimeError("events broken")
+
+
+async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_counted() -> None:
+    backend = FakeBackend({"z3": Script(proved("z3"))})
+    async with linked(backend) as link:
+        request = link.capability.run_request()
+        attempt = request.init("attempt")
+        attempt.prover, attempt.content, attempt.format = "z3", b"(check-sat)", "smtlib2"
+        attempt.solveId, attempt.attemptId = "s1", "s1.0"
+        request.events = BrokenEvents()
+        with capture_logs() as logs:
+            await request.send()
+            await link.worker.drain(CancelReason(CancelCause.SHUTDOWN))
+    assert sorted(link.undelivered) == ["ended", "started"]
+    failures = [e for e in logs if e["event"] == "worker.event_undelivered"]
+    assert sorted(e["report"] for e in failures) == ["ended", "started"]
+    assert all(e["attempt"] == "s1.0" and "internal server error" in e["error"] for e in failures)

@@ -3,7 +3,7 @@ figures, is bench/soak.py.)"""
 
 from __future__ import annotations
 
-from proofrace.testing import SoakProblems, soak
+from tests.support.soak import SoakProblems, soak
 
 from harness import SAMPLES, RunningServer
 

@@ -47,7 +47,7 @@ def test_children_follow_their_parent_with_its_instant_not_the_reverse() -> None
     grandchild = child.child()
     sibling = parent.child()
     sibling.cancel(CLIENT)
-    assert not parent.cancelled
+    assert not parent.cancel_called
     parent.cancel(CancelReason(CancelCause.SHUTDOWN))
     assert grandchild.reason == CancelReason(CancelCause.SHUTDOWN)
     assert grandchild.called_ns == parent.called_ns
@@ -69,6 +69,23 @@ def test_wait_wakes_on_cancel() -> None:
         scope = CancelScope()
         asyncio.get_running_loop().call_soon(scope.cancel, CLIENT)  # once wait() is waiting
         return await scope.wait()
+
+    assert asyncio.run(scenario()) == CLIENT
+
+
+def test_wait_is_cancel_safe() -> None:
+    async def scenario() -> CancelReason:
+        scope = CancelScope()
+        for cancel_the_scope_too in (False, True):
+            waiting = asyncio.ensure_future(scope.wait())
+            await asyncio.sleep(0)  # one turn: the task is now waiting
+            waiting.cancel()
+            if cancel_the_scope_too:  # in the same turn as the task's cancellation
+                scope.cancel(CLIENT)
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not scope._waiters  # nothing left behind
+        return await scope.wait()  # and the reason was not lost
 
     assert asyncio.run(scenario()) == CLIENT
 

@@ -26,7 +26,7 @@ from bench.preemption import polling, service
 from bench.progress import Progress
 from bench.registry import seeded
 from proofrace.backends.registry import ProverSpec, Registry
-from proofrace.testing import RunningServer
+from tests.support.server import RunningServer
 
 MECHANISMS = ("proofrace", "polling", "pysmt")
 TRIGGERS = ("cancel", "drop", "first_success")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from proofrace.client import CancelCause, Client, Job, SolveState
-from proofrace.testing import RunningServer
+from tests.support.server import RunningServer
 
 
 def _log_time_ns(timestamp: str) -> int:

@@ -74,6 +74,7 @@ class Runtime:
             traversal_limit_words=traversal_limit(self.settings),
             tls=server_tls(self.settings),
             on_connections=self.metrics.connections.inc,
+            on_accept_failed=self.metrics.accept_failures.inc,
             **options,
         )
         return self._listener

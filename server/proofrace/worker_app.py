@@ -54,8 +54,11 @@ async def _work(settings: Settings) -> None:
         telemetry = Telemetry(rt.metrics)
         servers: weakref.WeakSet[WorkerServer] = weakref.WeakSet()
 
+        def undelivered(event: str) -> None:
+            rt.metrics.undelivered_events.labels(event).inc()
+
         def new_server(connection: Connection) -> WorkerServer:
-            server = WorkerServer(pool, info, telemetry, connection)
+            server = WorkerServer(pool, info, telemetry, connection, undelivered)
             servers.add(server)
             connection.on_close(server.connection_lost)
             return server

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -20,7 +19,8 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 import docker
-from proofrace.testing import EventLog
+from tests.support.prometheus import metric_sum
+from tests.support.server import EventLog
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("PROOFRACE_IMAGE", "proofrace:latest")
@@ -162,19 +162,6 @@ def http_get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """The sum of every sample named `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(match.group(3))
-    return total
 
 
 def loopback_port(container: DockerContainer, port: int) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 import docker
 from proofrace.client import Client, Verdict
-from proofrace.testing import EventLog
+from tests.support.server import EventLog
 
 from .nodes import (
     IMAGE,

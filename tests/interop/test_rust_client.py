@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from proofrace.testing import event_unix_ns
+from tests.support.server import event_unix_ns
 
 pytestmark = pytest.mark.interop
 

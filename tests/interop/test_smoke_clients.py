@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proofrace.testing import RunningServer, event_unix_ns
+from tests.support.server import RunningServer, event_unix_ns
 
 pytestmark = pytest.mark.interop
 

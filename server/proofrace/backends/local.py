@@ -59,7 +59,7 @@ class LocalBackend:
         progress: AttemptProgress,
     ) -> AttemptResult:
         spec = self._registry.specs[prover]
-        if scope.cancelled:
+        if scope.cancel_called:
             return not_started(prover, scope)
         workdir = Path(tempfile.mkdtemp(prefix=f"{prover}-", dir=self._temp_root))
         try:

@@ -70,7 +70,7 @@ class Pool:
     ) -> AttemptResult:
         place = await self._acquire(prover, scope)
         if place is None:
-            if scope.cancelled:
+            if scope.cancel_called:
                 return not_started(prover, scope)
             return AttemptResult(
                 prover, AttemptOutcome.SYSTEM_ERROR, message=f"no place runs {prover} any more"
@@ -87,7 +87,7 @@ class Pool:
         cancelled = asyncio.ensure_future(scope.wait())
         changed: asyncio.Task[bool] | None = None
         try:
-            while not scope.cancelled:
+            while not scope.cancel_called:
                 offering = [p for p in self._places if prover in p.provers]
                 if not offering:
                     return None

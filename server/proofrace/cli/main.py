@@ -1,4 +1,4 @@
-"""`proofrace serve | solve | provers`."""
+"""`proofrace serve | worker | solve | provers`."""
 
 from __future__ import annotations
 

@@ -23,6 +23,19 @@ T = TypeVar("T")
 
 
 class CancelScope:
+    """A cancellation that happens once, with a reason, and can be watched three ways.
+
+    - `cancel_called` says that cancel was *called*, not that anything has stopped yet:
+      whoever acts on it reports when the cancel took effect.
+    - `on_cancel(callback)` runs the callback synchronously inside `cancel()`.
+    - `await wait()` returns the reason once cancelled. It is cancel-safe: a task cancelled
+      while it waits loses nothing (the reason stays on the scope) and leaves no waiter behind,
+      so it can be raced against other events with `asyncio.wait` and dropped.
+
+    `child()` derives a scope cancelled with its parent (same reason and instant), not the
+    reverse.
+    """
+
     def __init__(self) -> None:
         self._reason: CancelReason | None = None
         self._called_ns: int | None = None
@@ -31,7 +44,8 @@ class CancelScope:
         self._waiters: list[asyncio.Future[CancelReason]] = []
 
     @property
-    def cancelled(self) -> bool:
+    def cancel_called(self) -> bool:
+        """True once `cancel` was called: the cancel may not have taken effect yet."""
         return self._reason is not None
 
     @property
@@ -84,6 +98,7 @@ class CancelScope:
         return child
 
     async def wait(self) -> CancelReason:
+        """The reason, once cancelled. Cancel-safe (see the class)."""
         if self._reason is not None:
             return self._reason
         waiter: asyncio.Future[CancelReason] = asyncio.get_running_loop().create_future()

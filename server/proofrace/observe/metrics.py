@@ -70,3 +70,14 @@ class Metrics:
         self.internal_errors = Counter(
             "proofrace_internal_errors", "Unexpected errors, logged with a traceback", registry=r
         )
+        self.accept_failures = Counter(
+            "proofrace_accept_failures",
+            "Connections that could not be accepted (each logged with a traceback)",
+            registry=r,
+        )
+        self.undelivered_events = Counter(
+            "proofrace_worker_undelivered_events",
+            "Attempt events a worker could not deliver to its dispatcher (each logged)",
+            ["event"],
+            registry=r,
+        )

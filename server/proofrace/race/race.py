@@ -91,7 +91,7 @@ class Race:
     def status(self) -> SolveStatus:
         if self._outcome.done():
             state = SolveState.FINISHED
-        elif self._attempts.cancelled:
+        elif self._attempts.cancel_called:
             state = SolveState.CANCELLING
         else:
             state = SolveState.RUNNING

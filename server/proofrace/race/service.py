@@ -28,10 +28,6 @@ class RaceService:
         self._accepting = True
 
     @property
-    def limits(self) -> RaceLimits:
-        return self._limits
-
-    @property
     def accepting(self) -> bool:
         return self._accepting
 

@@ -1,24 +1,28 @@
-"""What every RPC method of ours shares: call counting for a clean shutdown, and errors that
-go out as one plain line instead of a traceback."""
+"""What every RPC method of ours shares: the call counted on its connection (so a stopping
+server lets pending answers out first), and errors that go out as one plain line instead of
+a traceback."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import capnp
 import structlog
 
+if TYPE_CHECKING:
+    from proofrace.wire.connection import Connection
+
 _log = structlog.get_logger("proofrace.wire")
 
-P = ParamSpec("P")
-R = TypeVar("R")
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 
 class CallTracker:
-    """Counts calls in progress, so a stopping server can let pending answers go out first."""
+    """Counts calls in progress, so a stopping server can let pending answers go out first.
+    One per listener (and one per connection a worker dials out)."""
 
     def __init__(self) -> None:
         self.in_progress = 0
@@ -38,25 +42,32 @@ class CallTracker:
         await self._idle.wait()
 
 
-calls = CallTracker()
+class Served(Protocol):
+    """A capability served over one connection (None: the caller's connection is not ours to
+    track, as for the events a worker sends back on a call the dispatcher made)."""
+
+    @property
+    def connection(self) -> Connection | None: ...
 
 
-def rpc_method(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Counts the call, and keeps tracebacks home: pycapnp would send a raised exception's
-    full traceback to the peer, so an unexpected error goes out as one plain line."""
+def rpc_method(method: Method) -> Method:
+    """Counts the call on the server's connection, and keeps tracebacks home: pycapnp would
+    send a raised exception's full traceback to the peer, so an unexpected error goes out as
+    one plain line."""
 
     @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        connection = getattr(args[0], "_connection", None)
+    async def guarded(server: Served, *args: Any, **kwargs: Any) -> Any:
+        connection = server.connection
         if connection is not None:
             connection.touch()
-        calls.enter()
+            connection.calls.enter()
         try:
-            return await method(*args, **kwargs)
+            return await method(server, *args, **kwargs)
         except Exception as error:
             _log.error("rpc.internal_error", method=method.__name__, exc_info=error)
             raise capnp.KjException("internal server error; see the server log") from None
         finally:
-            calls.leave()
+            if connection is not None:
+                connection.calls.leave()
 
-    return guarded
+    return cast(Method, guarded)

@@ -39,7 +39,7 @@ _log = structlog.get_logger("proofrace.wire")
 class CancelTokenServer(_schema.CancelToken.Server):  # type: ignore[misc,name-defined]
     def __init__(self, solve: Solve, connection: Connection) -> None:
         self._solve = solve
-        self._connection = connection  # calls on the token count as signs of life
+        self.connection = connection  # calls on the token count as signs of life
         weakref.finalize(self, _token_released, solve, connection)
 
     @rpc_method
@@ -82,7 +82,7 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
         limits: ConnectionLimits,
     ) -> None:
         self._service = service
-        self._connection = connection
+        self.connection = connection
         self._workers = workers
         self._limits = limits
 
@@ -101,7 +101,7 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
                 SolveError(ErrorKind.INVALID_REQUEST, f"the request could not be read: {error}"),
             )
         else:
-            running = self._connection.running_solves()
+            running = self.connection.running_solves()
             if running >= self._limits.max_solves:
                 solve = self._service.refuse(
                     solve_request,
@@ -109,8 +109,8 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
                 )
             else:
                 solve = self._service.start(solve_request)
-        self._connection.track(solve)
-        return CancelTokenServer(solve, self._connection)
+        self.connection.track(solve)
+        return CancelTokenServer(solve, self.connection)
 
     @rpc_method
     async def provers(self, _context: Any, **kwargs: Any) -> None:
@@ -140,7 +140,7 @@ class GateServer(_schema.Gate.Server):  # type: ignore[misc,name-defined]
     ) -> None:
         self._secret = secret
         self._dispatcher = dispatcher
-        self._connection = connection
+        self.connection = connection
         self._limits = limits
         self._failures = 0
 
@@ -148,17 +148,17 @@ class GateServer(_schema.Gate.Server):  # type: ignore[misc,name-defined]
     async def login(self, credential: str, _context: Any, **kwargs: Any) -> None:
         result = _context.results.init("result")
         if hmac.compare_digest(credential.encode(), self._secret):
-            self._connection.authenticated = True
-            _log.info("connection.login", connection=self._connection.id)
+            self.connection.authenticated = True
+            _log.info("connection.login", connection=self.connection.id)
             result.dispatcher = self._dispatcher()
             return
         self._failures += 1
         _log.warning(
-            "connection.login_refused", connection=self._connection.id, peer=self._connection.peer
+            "connection.login_refused", connection=self.connection.id, peer=self.connection.peer
         )
         convert.write_error(
             result.init("refused"),
             SolveError(ErrorKind.UNAUTHENTICATED, "the credential was refused"),
         )
         if self._failures >= self._limits.max_failed_logins:
-            self._connection.drop_requested.set()
+            self.connection.drop_requested.set()

@@ -18,14 +18,17 @@ from collections.abc import Callable
 
 from proofrace.core.model import CancelCause, CancelReason
 from proofrace.race.race import Solve
+from proofrace.wire.calls import CallTracker
 
 _ids = itertools.count(1)
 
 
 class Connection:
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str, calls: CallTracker | None = None) -> None:
+        """`calls`: where calls served over it are counted (its listener's)."""
         self.id = next(_ids)
         self.peer = peer
+        self.calls = calls if calls is not None else CallTracker()
         self._sock = sock
         self._closed = False
         self._solves: weakref.WeakSet[Solve] = weakref.WeakSet()

@@ -22,7 +22,7 @@ from typing import Any
 import capnp
 import structlog
 
-from proofrace.wire.calls import calls
+from proofrace.wire.calls import CallTracker
 from proofrace.wire.connection import Connection
 
 _log = structlog.get_logger("proofrace.wire")
@@ -75,6 +75,7 @@ class RpcListener:
         idle_timeout_s: float = 0.0,
         login_timeout_s: float = 0.0,
         on_connections: Callable[[int], None] = lambda _n: None,
+        on_accept_failed: Callable[[], None] = lambda: None,
     ) -> None:
         """`login_timeout_s` > 0: a connection not authenticated by then is closed."""
         self._bootstrap = bootstrap
@@ -83,10 +84,12 @@ class RpcListener:
         self._login_timeout_s = login_timeout_s
         self._traversal_limit = traversal_limit_words
         self._on_connections = on_connections
+        self._on_accept_failed = on_accept_failed
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._serving: set[asyncio.Task[None]] = set()
         self._unix_paths: list[Path] = []
+        self._calls = CallTracker()  # calls in progress on this listener's connections
 
     async def listen_tcp(self, host: str, port: int) -> Endpoint:
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -127,8 +130,9 @@ class RpcListener:
         while True:
             try:
                 sock, peer = await loop.sock_accept(listening)
-            except OSError as error:  # e.g. EMFILE: log, and let the loop breathe
-                _log.error("connection.accept_failed", endpoint=str(endpoint), error=str(error))
+            except OSError as error:  # e.g. EMFILE: log, count, and let the loop breathe
+                _log.error("connection.accept_failed", endpoint=str(endpoint), exc_info=error)
+                self._on_accept_failed()
                 await asyncio.sleep(0.1)
                 continue
             if endpoint.kind == "tcp":
@@ -148,7 +152,7 @@ class RpcListener:
             task.add_done_callback(self._serving.discard)
 
     async def _serve(self, sock: socket.socket, peer: str, tls: ssl.SSLContext | None) -> None:
-        connection = Connection(sock, peer)
+        connection = Connection(sock, peer, self._calls)
         log = _log.bind(connection=connection.id, peer=peer)
         log.info("connection.opened")
         self._on_connections(+1)
@@ -227,7 +231,7 @@ class RpcListener:
     async def close_connections(self, drain_timeout_s: float = 5.0) -> None:
         """Let calls in progress answer (within `drain_timeout_s`), then close every connection."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(calls.idle(), drain_timeout_s)
+            await asyncio.wait_for(self._calls.idle(), drain_timeout_s)
         await asyncio.sleep(_FLUSH_S)
         for task in list(self._serving):
             task.cancel()

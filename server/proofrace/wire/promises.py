@@ -6,15 +6,19 @@ import asyncio
 from typing import Any
 
 
-async def answer(promise: Any) -> Any:
-    """Await a pycapnp promise inside a coroutine, so it can become a cancellable task:
-    cancelling that task cancels the call, and the peer's handler sees the cancellation."""
-    return await promise
+def call_task(promise: Any) -> asyncio.Task[Any]:
+    """A pycapnp call (or any promise) as an asyncio task: cancelling the task cancels the
+    call, and the peer's handler sees the cancellation."""
+
+    async def awaited() -> Any:
+        return await promise
+
+    return asyncio.ensure_future(awaited())
 
 
 async def first_of(disconnected: Any, stop: asyncio.Event) -> None:
     """Until a connection's disconnect promise resolves or `stop` is set."""
-    lost = asyncio.ensure_future(answer(disconnected))
+    lost = call_task(disconnected)
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)

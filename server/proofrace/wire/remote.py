@@ -33,7 +33,7 @@ from proofrace.core.model import (
 from proofrace.core.progress import AttemptProgress
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
-from proofrace.wire.promises import answer, first_of
+from proofrace.wire.promises import call_task, first_of
 from proofrace.wire.reconnect import reconnecting
 
 _schema = schema.load()
@@ -66,6 +66,11 @@ class AttemptEventsServer(_schema.AttemptEvents.Server):  # type: ignore[misc,na
         self._progress = progress
         self._ended = ended
 
+    @property
+    def connection(self) -> None:
+        """Events arrive on the worker's connection; its calls are not counted here."""
+        return None
+
     @rpc_method
     async def started(self, pid: int, _context: Any, **kwargs: Any) -> None:
         self._progress.started(pid)
@@ -96,7 +101,7 @@ class RemoteWorker:
         scope: CancelScope,
         progress: AttemptProgress,
     ) -> AttemptResult:
-        if scope.cancelled:
+        if scope.cancel_called:
             return not_started(prover, scope)
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[AttemptResult] = loop.create_future()
@@ -110,7 +115,7 @@ class RemoteWorker:
         attempt.attemptId = progress.attempt_id
         request.events = AttemptEventsServer(progress, ended)
         started_ns = time.monotonic_ns()
-        call = asyncio.ensure_future(answer(request.send()))
+        call = call_task(request.send())
         cancelled = asyncio.ensure_future(scope.wait())
         try:
             await asyncio.wait({call, cancelled}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,6 +134,12 @@ class RemoteWorker:
         try:
             remote = await asyncio.wait_for(ended, self._grace_s + _CONFIRM_S)
         except TimeoutError:
+            _log.warning(
+                "worker.stop_unconfirmed",
+                worker=self.info.name,
+                attempt=progress.attempt_id,
+                waited_s=self._grace_s + _CONFIRM_S,
+            )
             return AttemptResult(
                 prover,
                 AttemptOutcome.SYSTEM_ERROR,

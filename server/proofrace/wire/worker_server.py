@@ -7,7 +7,7 @@ attempts it started are the ones to stop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,7 +21,7 @@ from proofrace.race.events import RaceObserver
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
-from proofrace.wire.promises import answer
+from proofrace.wire.promises import call_task
 from proofrace.wire.remote import WorkerInfo, write_worker_info
 
 _schema = schema.load()
@@ -32,9 +32,16 @@ _DISCONNECTED = CancelReason(CancelCause.DISCONNECTED, "the dispatcher's connect
 
 class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
     def __init__(
-        self, backend: Backend, info: WorkerInfo, observer: RaceObserver, connection: Connection
+        self,
+        backend: Backend,
+        info: WorkerInfo,
+        observer: RaceObserver,
+        connection: Connection,
+        on_undelivered: Callable[[str], None] = lambda _event: None,
     ) -> None:
-        self._connection = connection
+        """`on_undelivered(event)`: an attempt event could not reach the dispatcher."""
+        self.connection = connection
+        self._on_undelivered = on_undelivered
         self._backend = backend
         self._info = info
         self._observer = observer
@@ -70,7 +77,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
             # The dispatcher cancelled the call, or its connection died: preempt and report.
             scope.cancel(
                 _DISCONNECTED
-                if self._connection.is_closed()
+                if self.connection.is_closed()
                 else CancelReason(CancelCause.CLIENT, "the dispatcher cancelled the call")
             )
             result = await outlast(task)
@@ -99,7 +106,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
     def _started(self, events: Any, solve_id: str, attempt_id: str, prover: str) -> Any:
         def notify(pid: int) -> None:
             self._observer.attempt_started(solve_id, attempt_id, prover, pid)
-            self._keep(events.started(pid))
+            self._keep("started", attempt_id, events.started(pid))
 
         return notify
 
@@ -107,15 +114,36 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         self._observer.attempt_finished(solve_id, attempt_id, result)
         request = events.ended_request()
         convert.write_attempt(request.init("result"), result)
-        self._keep(request.send())
+        self._keep("ended", attempt_id, request.send())
 
-    def _keep(self, promise: Any) -> None:
-        """Send an event and hold on to it until answered: a dropped promise is never sent."""
+    def _keep(self, event: str, attempt_id: str, promise: Any) -> None:
+        """Send an event and hold on to it until answered (a dropped promise is never sent);
+        one that fails is logged with its cause and counted: the dispatcher will report the
+        attempt's worker lost, and this is where to learn why."""
 
         async def deliver() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(answer(promise), _REPORT_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(call_task(promise), _REPORT_TIMEOUT_S)
+            except TimeoutError:
+                self._undelivered(event, attempt_id, f"no answer within {_REPORT_TIMEOUT_S:g} s")
+            except Exception as error:
+                self._undelivered(event, attempt_id, cause_of(error))
 
         task = asyncio.ensure_future(deliver())
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
+
+    def _undelivered(self, event: str, attempt_id: str, cause: str) -> None:
+        _log.warning("worker.event_undelivered", report=event, attempt=attempt_id, error=cause)
+        self._on_undelivered(event)
+
+
+def cause_of(error: BaseException) -> str:
+    """Why a call failed, in one line: for an error raised in a Python peer, the last line of
+    its traceback (the exception and its message) rather than the traceback's heading."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("stack:")]
+    if not lines:
+        return type(error).__name__
+    line = lines[-1] if "Traceback (most recent call last)" in lines[0] else lines[0]
+    return line.strip()[:200]

@@ -1,19 +1,13 @@
-"""Running a real proofrace server in a subprocess and looking at it from outside: its log
-lines, its metrics endpoint, its prover processes (found by the environment marker they carry).
-
-For tests and benchmarks of the service as users run it.
-"""
+"""Running a real proofrace server (or worker) in a subprocess and looking at it from outside:
+its log lines, its metrics endpoint, its prover processes (found by the environment marker
+they carry)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
 import os
-import random
-import re
-import select
 import signal
 import subprocess
 import sys
@@ -22,9 +16,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.support.processes import marked_processes
+from tests.support.prometheus import metric_sum
 
 Event = dict[str, Any]
 
@@ -165,15 +161,7 @@ class RunningServer:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of every sample named `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.metrics_text().splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(have.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-        return total
+        return metric_sum(self.metrics_text(), name, **labels)
 
     # --- processes -----------------------------------------------------------------------
 
@@ -209,40 +197,6 @@ def event_unix_ns(event: Event) -> int:
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
-def marked_processes(prefix: str) -> list[int]:
-    needle = prefix.encode()
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = Path(entry.path, "environ").read_bytes()
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(v.startswith(needle) for v in environ.split(b"\0")):
-            found.append(int(entry.name))
-    return found
-
-
-def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
-    """Wait on each pid's pidfd (not a poll loop); returns those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
-
-
 @contextlib.contextmanager
 def running_server(
     args: list[str], env: dict[str, str] | None = None, command: str = "serve"
@@ -253,56 +207,3 @@ def running_server(
         yield server
     finally:
         server.stop()
-
-
-@dataclass(frozen=True)
-class SoakProblems:
-    easy_smt: str  # every SMT solver proves it in milliseconds
-    medium_cnf: str  # SAT solvers prove it in milliseconds
-    hard_cnf: str  # runs for minutes: only ever cancelled
-
-
-async def soak_solve(client: Any, problems: SoakProblems, rng: random.Random) -> str | None:
-    """One solve, ended in one of several ways; returns its verdict when the result was read."""
-    way = rng.choice(["finish", "finish-sat", "pipelined-cancel", "cancel-later", "drop-later"])
-    if way == "finish":
-        job = await client.solve(problems.easy_smt, provers=["z3", "cvc5"])
-        return str((await job.result()).verdict.value)
-    if way == "finish-sat":
-        job = await client.solve(problems.medium_cnf)
-        return str((await job.result()).verdict.value)
-    job = await client.solve(problems.hard_cnf, provers=["cadical", "minisat"])
-    if way == "pipelined-cancel":
-        await job.cancel("soak")
-        return str((await job.result()).verdict.value)
-    with contextlib.suppress(TimeoutError):  # giving up on result() must not end the race
-        await asyncio.wait_for(job.result(), timeout=rng.uniform(0, 0.05))
-    if way == "cancel-later":
-        await job.cancel("soak")
-        return str((await job.result()).verdict.value)
-    job.release()
-    return None
-
-
-async def soak(
-    address: str,
-    problems: SoakProblems,
-    count: int,
-    seed: int,
-    concurrency: int = 8,
-    on_batch: Callable[[int], None] = lambda _done: None,
-) -> list[str | None]:
-    """`count` solves, `concurrency` at a time on one connection, ended at random moments."""
-    from proofrace.client import Client
-
-    rng = random.Random(seed)
-    results: list[str | None] = []
-    async with Client.connect(address) as client:
-        for start in range(0, count, concurrency):
-            batch = [
-                soak_solve(client, problems, rng) for _ in range(min(concurrency, count - start))
-            ]
-            results += await asyncio.gather(*batch)
-            on_batch(len(results))
-        await client.provers()  # the last Releases have been processed
-    return results
