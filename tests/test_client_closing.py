@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import ssl
+import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +182,46 @@ def test_a_refused_login_closes_its_connection(
 
         assert run(scenario()) == 0
         assert server.events(event="connection.dropped") == []  # the client left on its own
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    """A certificate for 127.0.0.1 in `directory`, and a client context that trusts it."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(directory / "server.key"), "-out", str(directory / "server.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ssl.create_default_context(cafile=str(directory / "server.pem"))
+
+
+@pytest.mark.parametrize("transport", ["unix", "tls"])
+def test_other_transports_close_at_once_too(
+    transport: str, tmp_path: Path, run, no_unclosed_warnings: None
+) -> None:
+    socket_path = tmp_path / "run" / "proofrace.sock"
+    tls, env, extra = None, SERVER_ENV, ["--unix", str(socket_path)]
+    if transport == "tls":
+        tls, extra = self_signed(tmp_path), []
+        env = {
+            **SERVER_ENV,
+            "PROOFRACE_TLS_CERT": str(tmp_path / "server.pem"),
+            "PROOFRACE_TLS_KEY": str(tmp_path / "server.key"),
+        }
+    with running_server(server_args(tmp_path, *extra), env) as server:
+        address = f"unix:{socket_path}" if transport == "unix" else server.address
+
+        async def scenario() -> tuple[str, float]:
+            async with Client.connect(address, tls=tls) as client:
+                connection = await newest_connection(server, 0)
+                job, solve_id = await running_solve(client)
+            gauge = await closed_on_server(server, connection)
+            del job
+            return solve_id, gauge
+
+        solve_id, gauge = run(scenario())
+        assert gauge == 0
+        assert server.solve_finished(solve_id)["cause"] == "disconnected"
 
 
 def test_connecting_and_closing_leaves_no_descriptor_behind(server: RunningServer, run) -> None:

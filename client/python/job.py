@@ -15,6 +15,8 @@ class Job:
     cancels the race with cause `tokenDropped`, unless it has finished.
 
     `async with job:` cancels the solve on leaving the block unless its result was read.
+    A job keeps its client's connection open; once that client is closed, calls raise
+    `ClientClosed`.
     """
 
     def __init__(self, solve_promise: Any, token: Any, link: Link) -> None:

@@ -1,23 +1,29 @@
 """What every RPC method of ours shares: the call counted on its connection (so a stopping
-server lets pending answers out first), and errors that go out as one plain line instead of
-a traceback."""
+server lets pending answers out first), and errors that go out as one fixed line instead of a
+traceback.
+
+pycapnp answers a server method that raised with `traceback.format_exception(...)` of the
+exception: every frame, with the server's source paths. It also reads the parameters before the
+method runs and writes a returned value after it, outside any `try` of the method's own. So a
+guarded method is served through the `<name>_context` form, which pycapnp prefers: reading,
+running and writing all happen inside the guard, and what leaves it is a `_PeerError`, which
+pycapnp formats as its message alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
-import capnp
 import structlog
 
 if TYPE_CHECKING:
     from proofrace.wire.connection import Connection
 
 _log = structlog.get_logger("proofrace.wire")
-
-Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 
 class CallTracker:
@@ -50,24 +56,88 @@ class Served(Protocol):
     def connection(self) -> Connection | None: ...
 
 
-def rpc_method(method: Method) -> Method:
-    """Counts the call on the server's connection, and keeps tracebacks home: pycapnp would
-    send a raised exception's full traceback to the peer, so an unexpected error goes out as
-    one plain line."""
+def rpc_method(method: Callable[..., Awaitable[Any]]) -> _Served:
+    """Counts the call on the server's connection, and keeps tracebacks home: an unexpected
+    error is logged with its traceback and a reference, and the peer gets one fixed line with
+    that reference."""
 
     @functools.wraps(method)
-    async def guarded(server: Served, *args: Any, **kwargs: Any) -> Any:
+    async def guarded(server: Served, *args: Any, **kwargs: Any) -> None:
         connection = server.connection
         if connection is not None:
             connection.touch()
             connection.calls.enter()
         try:
-            return await method(server, *args, **kwargs)
+            _answer(kwargs, await method(server, *args, **kwargs))
         except Exception as error:
-            _log.error("rpc.internal_error", method=method.__name__, exc_info=error)
-            raise capnp.KjException("internal server error; see the server log") from None
+            raise _internal_error(method.__name__, error) from None
         finally:
             if connection is not None:
                 connection.calls.leave()
 
-    return cast(Method, guarded)
+    return _Served(guarded)
+
+
+class _PeerError(Exception):
+    """What a peer is told. pycapnp sends `format_exception(type(e), e, e.__traceback__)`: with
+    no traceback to show (this reads as none) and a type named like a sentence from no module,
+    that is the line `<kind>: <message>`."""
+
+    @property
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _tb: object) -> None:
+        pass
+
+
+class InternalError(_PeerError):
+    __module__, __qualname__ = "builtins", "internal server error"
+
+
+class UnreadableCall(_PeerError):
+    __module__, __qualname__ = "builtins", "invalid call"
+
+
+def _internal_error(method: str, error: Exception) -> InternalError:
+    """Logs the error with its traceback under a fresh reference; the peer gets the reference."""
+    ref = secrets.token_hex(4)
+    _log.error("rpc.internal_error", method=method, ref=ref, exc_info=error)
+    return InternalError(f"ref {ref}; see the server log")
+
+
+def _answer(kwargs: dict[str, Any], returned: object) -> None:
+    """Writes what a method returned into its results (a value, or a tuple in field order)."""
+    if returned is None:
+        return
+    results = kwargs["_context"].results
+    values = returned if isinstance(returned, tuple) else (returned,)
+    fields = sorted(results.schema.node.struct.fields, key=lambda f: f.codeOrder)
+    for field, value in zip(fields[: len(values)], values, strict=True):
+        setattr(results, field.name, value)
+
+
+class _Served:
+    """A guarded method in its class: `name` for Python callers, and `name_context`, which
+    pycapnp calls with the call's context and nothing read yet."""
+
+    def __init__(self, guarded: Callable[..., Awaitable[None]]) -> None:
+        self._guarded = guarded
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        guarded = self._guarded
+
+        async def served(server: object, context: Any) -> None:
+            try:
+                params = context.params
+                arguments = {field: getattr(params, field) for field in params.schema.fieldnames}
+            except Exception as error:  # a peer's malformed parameters (bad UTF-8 in a Text)
+                _log.warning("rpc.unreadable_call", method=name, error=str(error)[:200])
+                raise UnreadableCall("its parameters could not be read") from None
+            await guarded(server, _context=context, **arguments)
+
+        setattr(owner, f"{name}_context", served)
+
+    def __get__(self, server: object, owner: type | None = None) -> Any:
+        return self._guarded if server is None else functools.partial(self._guarded, server)
