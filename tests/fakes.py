@@ -39,6 +39,7 @@ class Script:
     result: AttemptResult | None = None  # None: runs until its scope is cancelled
     release: asyncio.Event | None = None  # answer only once this is set
     error: Exception | None = None  # raised once started
+    deaf: bool = False  # ignores a cancel: runs until `release` is set
 
 
 def proved(prover: str) -> AttemptResult:
@@ -93,6 +94,9 @@ class FakeBackend:
     async def _until_answer_or_cancel(
         self, prover: str, script: Script, scope: CancelScope
     ) -> AttemptResult:
+        if script.deaf:
+            assert script.release is not None
+            await script.release.wait()
         waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(scope.wait())}
         if script.result is not None:
             waits.add(asyncio.ensure_future((script.release or _set()).wait()))

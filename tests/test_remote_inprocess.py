@@ -15,6 +15,7 @@ import capnp
 from structlog.testing import capture_logs
 
 from proofrace import schema
+from proofrace.backends.pool import Pool
 from proofrace.core.cancel import CancelScope
 from proofrace.core.model import (
     AttemptOutcome,
@@ -33,7 +34,7 @@ from proofrace.race.plan import Plan
 from proofrace.race.race import Race
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
-from proofrace.wire.remote import RemoteWorker, WorkerInfo
+from proofrace.wire.remote import RemoteWorker, WorkerDirectory, WorkerInfo
 from proofrace.wire.worker_server import WorkerServer
 
 from fakes import FakeBackend, RecordingObserver, Script, proved
@@ -199,3 +200,57 @@ async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_
     failures = [e for e in logs if e["event"] == "worker.event_undelivered"]
     assert sorted(e["report"] for e in failures) == ["ended", "started"]
     assert all(e["attempt"] == "s1.0" and "internal server error" in e["error"] for e in failures)
+
+
+async def test_a_stop_the_worker_never_confirms_makes_the_worker_lost_and_is_logged() -> None:
+    release = asyncio.Event()
+    backend = FakeBackend({"deaf": Script(release=release, deaf=True)})
+    async with linked(backend) as link:
+        impatient = RemoteWorker(link.capability, link.remote.info, grace_s=0.01, confirm_s=0.01)
+        scope = CancelScope()
+        progress = AttemptProgress("deaf", "s1.0")
+        running = asyncio.ensure_future(
+            impatient.run("deaf", PROBLEM, timeout_s=9, scope=scope, progress=progress)
+        )
+        await backend.attempt_started.wait()
+        with capture_logs() as logs:
+            scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
+            result = await running
+        release.set()  # the worker's attempt ends at last, before the link goes
+        await link.worker.drain(CancelReason(CancelCause.SHUTDOWN))
+    assert result.outcome is AttemptOutcome.SYSTEM_ERROR
+    assert result.message == "worker w1 lost: it never confirmed the stop"
+    assert [e["event"] for e in logs] == ["worker.stop_unconfirmed"]
+
+
+class NotAWorker(schema.load().AttemptEvents.Server):  # type: ignore[misc]
+    """A peer that answers, but is no worker: `Worker.info` fails on it."""
+
+
+async def test_a_worker_address_that_fails_is_let_go_before_the_next_try() -> None:
+    async with capnp.kj_loop():
+        connections = 0
+        first_closed = asyncio.Event()
+        closed_while_open: list[int] = []
+
+        async def serve(stream: Any) -> None:
+            nonlocal connections
+            connections += 1
+            server = capnp.TwoPartyServer(stream, bootstrap=NotAWorker())
+            await server.on_disconnect()
+            closed_while_open.append(connections)
+            first_closed.set()
+
+        listening = await capnp.AsyncIoStream.create_server(serve, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        directory = WorkerDirectory(Pool(), grace_s=0.01, on_count=lambda _n: None)
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            dialing = asyncio.ensure_future(directory.dial("127.0.0.1", port, stop))
+            await first_closed.wait()
+            stop.set()
+            await dialing
+        listening.close()
+    # The dialer closed its connection after the failed `info`, not when it dialled again.
+    assert closed_while_open[0] == 1
+    assert [e["event"] for e in logs] == ["worker.unreachable"]

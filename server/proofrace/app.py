@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 import structlog
 
@@ -43,21 +44,8 @@ async def _serve(settings: Settings) -> None:
         workers = WorkerDirectory(pool, settings.grace_s, on_count=rt.metrics.workers.inc)
         service = RaceService(pool, Telemetry(rt.metrics), race_limits(settings))
         secret = settings.secret()
-        limits = ConnectionLimits(
-            max_solves=settings.max_solves_per_connection, idle_timeout_s=settings.idle_timeout_s
-        )
-
-        def bootstrap(connection: Connection) -> DispatcherServer | GateServer:
-            def dispatcher() -> DispatcherServer:
-                return DispatcherServer(service, connection, workers, limits)
-
-            if not secret:
-                connection.authenticated = True
-                return dispatcher()
-            return GateServer(secret, dispatcher, connection, limits)
-
         listener = rt.listener(
-            bootstrap,
+            bootstrap(settings, secret, service, workers),
             idle_timeout_s=settings.idle_timeout_s,
             login_timeout_s=settings.login_timeout_s if secret else 0.0,
         )
@@ -82,6 +70,26 @@ async def _serve(settings: Settings) -> None:
             await asyncio.gather(*dialers, return_exceptions=True)
             await listener.stop_accepting()
             await service.shutdown()
+
+
+def bootstrap(
+    settings: Settings, secret: bytes, service: RaceService, workers: WorkerDirectory
+) -> Callable[[Connection], DispatcherServer | GateServer]:
+    """What each connection is served first: the Dispatcher, or a Gate when a secret is set."""
+    limits = ConnectionLimits(
+        max_solves=settings.max_solves_per_connection, idle_timeout_s=settings.idle_timeout_s
+    )
+
+    def serve_connection(connection: Connection) -> DispatcherServer | GateServer:
+        def dispatcher() -> DispatcherServer:
+            return DispatcherServer(service, connection, workers, limits)
+
+        if not secret:
+            connection.authenticated = True
+            return dispatcher()
+        return GateServer(secret, dispatcher, connection, limits)
+
+    return serve_connection
 
 
 def race_limits(settings: Settings) -> RaceLimits:

@@ -31,6 +31,8 @@ _BACKLOG = 128
 # turns of the event loop); closing before that would cut it off.
 _FLUSH_S = 0.05
 _TLS_HANDSHAKE_S = 10.0
+# After a failed accept (out of descriptors, say), a pause before the next.
+_ACCEPT_RETRY_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class RpcListener:
             except OSError as error:  # e.g. EMFILE: log, count, and let the loop breathe
                 _log.error("connection.accept_failed", endpoint=str(endpoint), exc_info=error)
                 self._on_accept_failed()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(_ACCEPT_RETRY_S)
                 continue
             if endpoint.kind == "tcp":
                 # A vanished host (power loss, partition) sends no FIN: probe after a minute of

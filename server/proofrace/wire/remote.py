@@ -84,10 +84,14 @@ class AttemptEventsServer(_schema.AttemptEvents.Server):  # type: ignore[misc,na
 class RemoteWorker:
     """A Backend whose attempts run on another machine."""
 
-    def __init__(self, capability: Any, info: WorkerInfo, grace_s: float) -> None:
+    def __init__(
+        self, capability: Any, info: WorkerInfo, grace_s: float, confirm_s: float = _CONFIRM_S
+    ) -> None:
+        """`confirm_s`: how long past the grace period a stop may take to be confirmed."""
         self._worker = capability
         self.info = info
         self._grace_s = grace_s
+        self._confirm_s = confirm_s
 
     def catalog(self) -> list[ProverInfo]:
         return list(self.info.provers)
@@ -132,13 +136,13 @@ class RemoteWorker:
         assert scope.reason is not None
         trigger = scope.called_ns or time.monotonic_ns()
         try:
-            remote = await asyncio.wait_for(ended, self._grace_s + _CONFIRM_S)
+            remote = await asyncio.wait_for(ended, self._grace_s + self._confirm_s)
         except TimeoutError:
             _log.warning(
                 "worker.stop_unconfirmed",
                 worker=self.info.name,
                 attempt=progress.attempt_id,
-                waited_s=self._grace_s + _CONFIRM_S,
+                waited_s=self._grace_s + self._confirm_s,
             )
             return AttemptResult(
                 prover,
