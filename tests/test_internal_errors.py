@@ -22,7 +22,7 @@ from conftest import SERVER_ENV, server_args
 import proofrace
 from proofrace import schema
 from proofrace.client import Client, Verdict
-from proofrace.wire.calls import _Served
+from proofrace.wire.calls import _Guarded
 
 from harness import REPO, SAMPLES, RunningServer, running_server
 
@@ -148,5 +148,5 @@ def test_every_capability_method_is_served_inside_the_guard() -> None:
     for cls in classes:
         for name in cls.schema.method_names_inherited:
             if hasattr(cls, name):
-                assert isinstance(inspect.getattr_static(cls, name), _Served), (cls, name)
+                assert isinstance(inspect.getattr_static(cls, name), _Guarded), (cls, name)
                 assert hasattr(cls, f"{name}_context"), (cls, name)
