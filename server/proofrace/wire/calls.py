@@ -102,6 +102,10 @@ class UnreadableCall(_PeerError):
     __module__, __qualname__ = "builtins", "invalid call"
 
 
+class Unimplemented(_PeerError):
+    __module__, __qualname__ = "builtins", "not implemented"
+
+
 def _internal_error(method: str, error: Exception) -> InternalError:
     """Logs the error with its traceback under a fresh reference; the peer gets the reference."""
     ref = secrets.token_hex(4)
@@ -141,6 +145,20 @@ class _Guarded:
             await guarded(server, _context=context, **arguments)
 
         setattr(owner, f"{name}_context", served)
+        _refuse_missing(owner)
 
     def __get__(self, server: object, owner: type | None = None) -> Any:
         return self._guarded if server is None else functools.partial(self._guarded, server)
+
+
+def _refuse_missing(owner: Any) -> None:
+    """Methods of the class's interface that it does not define: pycapnp would answer them
+    with the traceback of its own AttributeError."""
+    for name in owner.schema.method_names_inherited:
+        if hasattr(owner, name) or hasattr(owner, f"{name}_context"):
+            continue
+
+        async def refused(server: object, context: Any, method: str = name) -> None:
+            raise Unimplemented(method)
+
+        setattr(owner, f"{name}_context", refused)
