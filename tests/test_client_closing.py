@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import ssl
 import subprocess
 import warnings
@@ -136,21 +137,25 @@ def test_the_blocking_helpers_close_their_connection(
 
 
 def test_a_client_collected_open_warns_and_closes(server: RunningServer, run) -> None:
-    async def scenario() -> float:
+    async def scenario() -> tuple[str, float]:
         before = opened_count(server)
         client = await Client.connect(server.address)
         connection = await newest_connection(server, before)
-        job = await client.solve(EASY, provers=["z3"])
+        job, solve_id = await running_solve(client)
         del client
         gc.collect()
         # A job keeps its client's connection: it still answers.
-        assert (await job.result()).verdict is Verdict.PROVED
+        assert (await job.status()).state is SolveState.RUNNING
         with pytest.warns(ResourceWarning, match="unclosed <proofrace client connection to "):
             del job
             gc.collect()
-        return await closed_on_server(server, connection)
+        return solve_id, await closed_on_server(server, connection)
 
-    assert run(scenario()) == 0
+    solve_id, gauge = run(scenario())
+    assert gauge == 0
+    # The job's token goes with it, just before the connection: either ends the solve.
+    assert server.solve_finished(solve_id)["cause"] in ("tokenDropped", "disconnected")
+    assert server.prover_pids() == []
 
 
 def test_the_command_line_closes_its_connections(
@@ -237,3 +242,37 @@ def test_connecting_and_closing_leaves_no_descriptor_behind(server: RunningServe
 
     before, after = run(scenario())
     assert after == before
+
+
+def test_nothing_touches_the_descriptor_after_close(server: RunningServer, run) -> None:
+    """The closed socket's descriptor number is taken by a new socket pair at once; whatever
+    pycapnp does afterwards (releasing the job's token, tearing down its loop) must neither
+    write to it nor close it."""
+
+    def descriptors() -> set[int]:
+        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+    async def scenario() -> tuple[socket.socket, socket.socket]:
+        async with Client.connect(server.address) as warm:
+            await warm.provers()
+        before = descriptors()
+        client = await Client.connect(server.address)
+        job = await client.solve(EASY, provers=["z3"])
+        await job.status()
+        [used] = descriptors() - before
+        await client.close()
+        mine, other = socket.socketpair()
+        assert used in (mine.fileno(), other.fileno())
+        del job, client
+        gc.collect()
+        async with Client.connect(server.address) as later:  # more turns of both loops
+            await later.provers()
+        return mine, other
+
+    mine, other = run(scenario())  # pycapnp's loop is torn down here
+    with mine, other:
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.recv(1)  # nothing was written to either end
+        mine.sendall(b"still mine")
+        assert other.recv(64) == b"still mine"

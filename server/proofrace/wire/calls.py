@@ -1,6 +1,6 @@
 """What every RPC method of ours shares: the call counted on its connection (so a stopping
-server lets pending answers out first), and errors that go out as one fixed line instead of a
-traceback.
+server lets pending answers out first), and errors that go out as one fixed line instead of
+a traceback.
 
 pycapnp answers a server method that raised with `traceback.format_exception(...)` of the
 exception: every frame, with the server's source paths. It also reads the parameters before the
@@ -16,7 +16,7 @@ import asyncio
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import structlog
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from proofrace.wire.connection import Connection
 
 _log = structlog.get_logger("proofrace.wire")
+
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 
 class CallTracker:
@@ -56,26 +58,26 @@ class Served(Protocol):
     def connection(self) -> Connection | None: ...
 
 
-def rpc_method(method: Callable[..., Awaitable[Any]]) -> _Served:
+def rpc_method(method: Method) -> Method:
     """Counts the call on the server's connection, and keeps tracebacks home: an unexpected
     error is logged with its traceback and a reference, and the peer gets one fixed line with
     that reference."""
 
     @functools.wraps(method)
-    async def guarded(server: Served, *args: Any, **kwargs: Any) -> None:
+    async def guarded(server: Served, *args: Any, **kwargs: Any) -> Any:
         connection = server.connection
         if connection is not None:
             connection.touch()
             connection.calls.enter()
         try:
-            _answer(kwargs, await method(server, *args, **kwargs))
+            return _answered(kwargs, await method(server, *args, **kwargs))
         except Exception as error:
             raise _internal_error(method.__name__, error) from None
         finally:
             if connection is not None:
                 connection.calls.leave()
 
-    return _Served(guarded)
+    return cast(Method, _Guarded(guarded))
 
 
 class _PeerError(Exception):
@@ -100,6 +102,10 @@ class UnreadableCall(_PeerError):
     __module__, __qualname__ = "builtins", "invalid call"
 
 
+class Unimplemented(_PeerError):
+    __module__, __qualname__ = "builtins", "not implemented"
+
+
 def _internal_error(method: str, error: Exception) -> InternalError:
     """Logs the error with its traceback under a fresh reference; the peer gets the reference."""
     ref = secrets.token_hex(4)
@@ -107,22 +113,23 @@ def _internal_error(method: str, error: Exception) -> InternalError:
     return InternalError(f"ref {ref}; see the server log")
 
 
-def _answer(kwargs: dict[str, Any], returned: object) -> None:
+def _answered(kwargs: dict[str, Any], returned: object) -> object:
     """Writes what a method returned into its results (a value, or a tuple in field order)."""
     if returned is None:
-        return
+        return None
     results = kwargs["_context"].results
     values = returned if isinstance(returned, tuple) else (returned,)
     fields = sorted(results.schema.node.struct.fields, key=lambda f: f.codeOrder)
     for field, value in zip(fields[: len(values)], values, strict=True):
         setattr(results, field.name, value)
+    return returned
 
 
-class _Served:
+class _Guarded:
     """A guarded method in its class: `name` for Python callers, and `name_context`, which
     pycapnp calls with the call's context and nothing read yet."""
 
-    def __init__(self, guarded: Callable[..., Awaitable[None]]) -> None:
+    def __init__(self, guarded: Callable[..., Awaitable[Any]]) -> None:
         self._guarded = guarded
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -138,6 +145,20 @@ class _Served:
             await guarded(server, _context=context, **arguments)
 
         setattr(owner, f"{name}_context", served)
+        _refuse_missing(owner)
 
     def __get__(self, server: object, owner: type | None = None) -> Any:
         return self._guarded if server is None else functools.partial(self._guarded, server)
+
+
+def _refuse_missing(owner: Any) -> None:
+    """Methods of the class's interface that it does not define: pycapnp would answer them
+    with the traceback of its own AttributeError."""
+    for name in owner.schema.method_names_inherited:
+        if hasattr(owner, name) or hasattr(owner, f"{name}_context"):
+            continue
+
+        async def refused(server: object, context: Any, method: str = name) -> None:
+            raise Unimplemented(method)
+
+        setattr(owner, f"{name}_context", refused)
