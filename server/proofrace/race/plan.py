@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from proofrace.core.formats import detect
 from proofrace.core.model import (
@@ -32,6 +33,8 @@ class Plan:
     strategy: Strategy
     quorum: int
     timeout_s: float
+    confirm: bool = False
+    engines: Mapping[str, str] = field(default_factory=dict)  # prover -> engine, for `confirm`
 
 
 def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -> Plan | SolveError:
@@ -77,6 +80,8 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
         strategy=request.strategy,
         quorum=request.quorum,
         timeout_s=min(timeout_s, limits.max_timeout_s),
+        confirm=request.confirm,
+        engines={i.name: i.engine or i.name for i in catalog if i.name in provers},
     )
 
 
