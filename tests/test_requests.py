@@ -38,7 +38,7 @@ def test_every_installed_prover_for_the_format_by_default(server: RunningServer,
     outcome = solve(server, run, (SAMPLES / "socrates.p").read_text())
     assert outcome.verdict is Verdict.PROVED
     assert outcome.format is Format.TPTP
-    assert {a.prover for a in outcome.attempts} == {"eprover", "spass"}
+    assert {a.prover for a in outcome.attempts} == {"eprover", "spass", "cvc5-tptp"}
 
 
 def test_sat_is_a_refutation(server: RunningServer, run) -> None:
@@ -46,6 +46,9 @@ def test_sat_is_a_refutation(server: RunningServer, run) -> None:
     assert outcome.verdict is Verdict.REFUTED
     (z3,) = outcome.attempts
     assert z3.outcome is AttemptOutcome.NO_PROOF_FOUND and z3.answer is Answer.REFUTED
+    # cvc5 found the model z3 printed satisfies the problem.
+    assert z3.grounds is Grounds.MODEL_CHECKED
+    assert outcome.grounds is Grounds.MODEL_CHECKED
 
 
 def test_tptp_countersatisfiable_is_a_refutation(server: RunningServer, run) -> None:

@@ -290,7 +290,8 @@ def test_no_answer_gives_unknown_and_only_errors_give_an_error() -> None:
 def test_the_built_in_registry_loads() -> None:
     registry = Registry.load()
     assert {"z3", "cvc5", "cadical", "minisat", "eprover", "spass"} <= set(registry.specs)
-    assert registry.specs["z3"].argv("problem.smt2") == ["z3", "-smt2", "problem.smt2"]
+    assert registry.specs["z3"].argv("problem.smt2") == ["z3", "-model", "-smt2", "problem.smt2"]
+    assert registry.specs["minisat"].argv("p.cnf") == ["minisat", "-verb=0", "p.cnf", "model.out"]
 
 
 @pytest.mark.parametrize(
