@@ -21,30 +21,26 @@ Normalising (the text every prover is given):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from proofrace.core.model import Format
 
-TPTP_LANGUAGES = ("cnf", "fof", "tff", "thf", "tcf")
-
-_TPTP_TOKEN = re.compile(
-    rb"""(?P<comment>%[^\n]*|/\*.*?\*/)"""
-    rb"""|(?P<quoted>'(?:[^'\\]|\\.)*')"""
-    rb"""|(?P<distinct>"(?:[^"\\]|\\.)*")"""
-    rb"""|(?P<word>\$\$?[A-Za-z0-9_]+|[A-Za-z][A-Za-z0-9_]*)"""
-    rb"""|(?P<number>[+-]?[0-9]+(?:[./][0-9]+)?(?:[Ee][+-]?[0-9]+)?)"""
-    rb"""|(?P<open>\()|(?P<close>\))"""
-    rb"""|(?P<other>\s+|.)""",
-    re.DOTALL,
+# The race waits for this, and a TPTP problem may be megabytes of formulas: every scan is a
+# C-speed one (find, translate, a regex with a literal prefix), and a Python loop only looks at
+# the places it found, stopping at the first that counts.
+_UNITS = ("cnf", "fof", "tff", "thf", "tcf", "include")
+_LOWER_WORD_QUOTED = re.compile(rb"'([a-z][A-Za-z0-9_]*)'")
+_ARITHMETIC = re.compile(
+    rb"\$(int|rat|real|sum|difference|product|quotient(_[eft])?|remainder_[eft]|floor|ceiling"
+    rb"|truncate|round|uminus|less|lesseq|greater|greatereq|is_int|is_rat|to_int|to_rat"
+    rb"|to_real)\b"
 )
-_LOWER_WORD = re.compile(rb"^'([a-z][A-Za-z0-9_]*)'$")
-_ARITHMETIC = {
-    b"$int", b"$rat", b"$real", b"$sum", b"$difference", b"$product", b"$quotient",
-    b"$quotient_e", b"$quotient_t", b"$quotient_f", b"$remainder_e", b"$remainder_t",
-    b"$remainder_f", b"$floor", b"$ceiling", b"$truncate", b"$round", b"$uminus", b"$less",
-    b"$lesseq", b"$greater", b"$greatereq", b"$is_int", b"$is_rat", b"$to_int", b"$to_rat",
-    b"$to_real",
-}  # fmt: skip
+# Digits become 0 and whatever may come before a number as a term becomes "(": a number
+# starts wherever "(0" is found.
+_TERM_START = b"(,=[ \t\n@|&~<>:!+-"
+_NUMBER_VIEW = bytes.maketrans(b"0123456789" + _TERM_START, b"0" * 10 + b"(" * len(_TERM_START))
+_FORMULA_NAME = re.compile(rb"(?:cnf|fof|tff|thf|tcf)[ \t]*\([ \t]*$")
 
 _SET_LOGIC = re.compile(rb"\(\s*set-logic\s+([^\s()]+)\s*\)")
 _DECLARE_CONST = re.compile(rb"\(\s*declare-const(\s+)(\|[^|]*\||[^\s()|]+)(\s)")
@@ -64,7 +60,59 @@ def read(content: bytes, problem_format: Format) -> Reading:
         return _read_tptp(content)
     if problem_format is Format.SMTLIB2:
         return _read_smtlib(content)
-    return Reading(content, frozenset())
+    return Reading(_read_dimacs(content), frozenset())
+
+
+_SATLIB_END = re.compile(rb"^[ \t]*%[ \t\r]*$", re.MULTILINE)
+
+
+def _read_dimacs(content: bytes) -> bytes:
+    """One clause per line, ending at SATLIB's `%` line.
+
+    DIMACS lets a clause span lines, and several share one; CryptoMiniSat rejects both.
+    SATLIB's files (uf20-91 and kin) end the formula with a line `%` then `0`, which every
+    solver here rejects or, for z3, reads as an error followed by `sat`.
+    """
+    end = _SATLIB_END.search(content)
+    if end is not None:
+        content = content[: end.start()]
+    if not _unterminated(content) and not _SHARED_LINE.search(content):
+        return content
+    lines = content.split(b"\n")
+    header: list[bytes] = []
+    clauses: list[bytes] = []
+    current: list[bytes] = []
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped[:1] in (b"c", b"p"):
+            header.append(line)
+            continue
+        for token in stripped.split():
+            if token == b"0":
+                clauses.append(b" ".join([*current, b"0"]))
+                current = []
+            else:
+                current.append(token)
+    if current:
+        clauses.append(b" ".join([*current, b"0"]))
+    return b"\n".join([*header, *clauses]) + b"\n"
+
+
+# A clause line whose last token is not the terminating 0 (it ends in 3, or in 10), and a 0
+# followed by more literals on its line.
+# (Both are searched for at C speed: a problem may be megabytes.)
+_ENDS_IN_NUMBER = re.compile(rb"(?:[1-9]|[0-9]0)[ \t\r]*(?:\n|$)")
+_SHARED_LINE = re.compile(rb"[ \t\n]0[ \t]+-?[1-9]")
+
+
+def _unterminated(content: bytes) -> bool:
+    for found in _ENDS_IN_NUMBER.finditer(content):
+        start = content.rfind(b"\n", 0, found.start()) + 1
+        if content[start : found.start()].lstrip()[:1] not in (b"c", b"p"):
+            return True
+    return False
 
 
 def handles(supported: frozenset[str] | None, needs: frozenset[str]) -> bool:
@@ -73,38 +121,40 @@ def handles(supported: frozenset[str] | None, needs: frozenset[str]) -> bool:
 
 
 def _read_tptp(content: bytes) -> Reading:
-    needs: set[str] = set()
-    out: list[bytes] = []
-    depth = 0
-    argument = 0  # of the annotated formula: 0 name, 1 role, 2 formula, 3+ annotations
-    for token in _TPTP_TOKEN.finditer(content):
-        kind, text = token.lastgroup, token.group()
-        in_formula = depth > 0 and argument == 2
-        if kind == "open":
-            depth += 1
-            argument = 0 if depth == 1 else argument
-        elif kind == "close":
-            depth = max(0, depth - 1)
-        elif kind == "other" and text == b"," and depth == 1:
-            argument += 1
-        elif kind == "word" and depth == 0:
-            word = text.decode()
-            if word in TPTP_LANGUAGES or word == "include":
-                needs.add(word)
-        elif kind == "quoted":
-            plain = _LOWER_WORD.match(text)
-            if plain:
-                text = plain.group(1)
-            elif in_formula:
-                needs.add("quoted")
-        elif in_formula and kind == "word" and text in _ARITHMETIC:
-            needs.add("arithmetic")
-        elif in_formula and kind == "number":
-            needs.add("numbers")
-        elif in_formula and kind == "distinct":
-            needs.add("distinct")
-        out.append(text)
-    return Reading(b"".join(out), frozenset(needs))
+    text = _LOWER_WORD_QUOTED.sub(rb"\1", content) if b"'" in content else content
+    needs = {name for name in _UNITS if _starts_a_unit(text, name.encode())}
+    numbers = text.translate(_NUMBER_VIEW)
+    for feature, places in (
+        ("quoted", _finds(text, b"'")),
+        ("distinct", _finds(text, b'"')),
+        ("arithmetic", (m.start() for m in _ARITHMETIC.finditer(text))),
+        ("numbers", (at + 1 for at in _finds(numbers, b"(0"))),
+    ):
+        if any(_in_formula(text, at) for at in places):
+            needs.add(feature)
+    return Reading(text, frozenset(needs))
+
+
+def _finds(text: bytes, needle: bytes) -> Iterator[int]:
+    at = text.find(needle)
+    while at >= 0:
+        yield at
+        at = text.find(needle, at + 1)
+
+
+def _starts_a_unit(text: bytes, name: bytes) -> bool:
+    for at in _finds(text, name):
+        before = text[text.rfind(b"\n", 0, at) + 1 : at]
+        if not before.strip() and text[at + len(name) : at + len(name) + 8].lstrip()[:1] == b"(":
+            return True
+    return False
+
+
+def _in_formula(text: bytes, at: int) -> bool:
+    """Not in a `%` comment, and not a formula's name (`cnf(12, ...`). Block comments are
+    taken for formulas: a feature seen there costs a prover, never a wrong answer."""
+    line = text[text.rfind(b"\n", 0, at) + 1 : at]
+    return b"%" not in line and not _FORMULA_NAME.search(line)
 
 
 def _read_smtlib(content: bytes) -> Reading:
