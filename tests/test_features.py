@@ -74,6 +74,7 @@ CATALOG = [
     ProverInfo("cvc5-tptp", "1.0", (Format.TPTP,), True, engine="cvc5"),
     ProverInfo("boolector", "1.5", (Format.SMTLIB2,), True, handles=frozenset({"logic:QF_BV"})),
     ProverInfo("z3", "4.8", (Format.SMTLIB2,), True),
+    ProverInfo("cvc4", "1.8", (Format.SMTLIB2,), True, default=False),
 ]
 
 
@@ -91,6 +92,13 @@ def test_a_prover_is_raced_only_on_what_it_reads() -> None:
     chosen = planned("(set-logic QF_LIA)(declare-const a Int)(check-sat)")
     assert isinstance(chosen, Plan) and chosen.provers == ("z3",)
     assert isinstance(chosen, Plan) and chosen.engines == {"z3": "z3"}
+
+
+def test_confirm_races_every_prover_that_reads_the_problem() -> None:
+    request = SolveRequest(b"(set-logic QF_LIA)(check-sat)", confirm=True)
+    chosen = plan(request, CATALOG, RaceLimits())
+    assert isinstance(chosen, Plan) and chosen.provers == ("z3", "cvc4")
+    assert chosen.confirm
 
 
 def test_named_provers_that_cannot_read_it_are_left_out_or_refused() -> None:

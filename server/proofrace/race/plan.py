@@ -64,7 +64,9 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
             ErrorKind.INVALID_INPUT,
             "the problem includes other files, which the server cannot read: inline them",
         )
-    provers = _choose_provers(request.provers, problem_format, reading.needs, catalog)
+    provers = _choose_provers(
+        request.provers, problem_format, reading.needs, catalog, every=request.confirm
+    )
     if isinstance(provers, SolveError):
         return provers
 
@@ -97,15 +99,22 @@ def _choose_provers(
     problem_format: Format,
     needs: frozenset[str],
     catalog: list[ProverInfo],
+    *,
+    every: bool = False,
 ) -> tuple[str, ...] | SolveError:
-    """The provers to race: the ones named (or every default one) that read the problem.
+    """The provers to race: the ones named (or every default one; with `every`, every one)
+    that read the problem. `confirm` races them all: each is a chance of a second engine.
 
     A named prover that cannot read what the problem needs is left out of the race; the
     request is refused only when that leaves none.
     """
     known = {info.name: info for info in catalog}
     if not names:
-        readers = [i for i in catalog if i.available and i.default and problem_format in i.formats]
+        readers = [
+            i
+            for i in catalog
+            if i.available and (i.default or every) and problem_format in i.formats
+        ]
         chosen = tuple(i.name for i in readers if features.handles(i.handles, needs))
         if not chosen:
             what = f" with {features.describe(needs)}" if readers else ""
