@@ -7,7 +7,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${PROOFRACE_VENV:-$root/.venv}"
 
 # command -> Debian package
-packages=(z3:z3 cvc5:cvc5 cadical:cadical minisat:minisat eprover:eprover SPASS:spass capnp:capnproto)
+packages=(z3:z3 cvc5:cvc5 cvc4:cvc4 boolector:boolector cadical:cadical minisat:minisat
+  cryptominisat5:cryptominisat picosat:picosat eprover:eprover SPASS:spass capnp:capnproto)
 if [[ "${1:-}" == "--clients" ]]; then
   packages+=(pkg-config:pkg-config g++:g++ make:make)
 fi

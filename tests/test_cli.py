@@ -45,7 +45,8 @@ def test_ctrl_c_cancels_through_the_token_and_shows_the_preemptions(
 ) -> None:
     cli = proofrace(
         "solve", str(SAMPLES / "pigeonhole-12.cnf"), "--addr", server.address,
-        "--goal-id", "ctrl-c", stdout=subprocess.PIPE,
+        "--goal-id", "ctrl-c", "--prover", "cadical", "--prover", "minisat",
+        stdout=subprocess.PIPE,
     )  # fmt: skip
     solve_id = server.wait_for_event(
         lambda e: e["event"] == "solve.started" and e["goal_id"] == "ctrl-c"

@@ -12,8 +12,10 @@ from proofrace.client import (
     Answer,
     AttemptOutcome,
     Client,
+    Conflict,
     ErrorKind,
     Format,
+    Grounds,
     Strategy,
     Verdict,
 )
@@ -36,7 +38,7 @@ def test_every_installed_prover_for_the_format_by_default(server: RunningServer,
     outcome = solve(server, run, (SAMPLES / "socrates.p").read_text())
     assert outcome.verdict is Verdict.PROVED
     assert outcome.format is Format.TPTP
-    assert {a.prover for a in outcome.attempts} == {"eprover", "spass"}
+    assert {a.prover for a in outcome.attempts} == {"eprover", "spass", "cvc5-tptp"}
 
 
 def test_sat_is_a_refutation(server: RunningServer, run) -> None:
@@ -44,6 +46,9 @@ def test_sat_is_a_refutation(server: RunningServer, run) -> None:
     assert outcome.verdict is Verdict.REFUTED
     (z3,) = outcome.attempts
     assert z3.outcome is AttemptOutcome.NO_PROOF_FOUND and z3.answer is Answer.REFUTED
+    # cvc5 found the model z3 printed satisfies the problem.
+    assert z3.grounds is Grounds.MODEL_CHECKED
+    assert outcome.grounds is Grounds.MODEL_CHECKED
 
 
 def test_tptp_countersatisfiable_is_a_refutation(server: RunningServer, run) -> None:
@@ -78,10 +83,37 @@ def test_contradictory_answers_are_reported_and_counted(server: RunningServer, r
     assert outcome.disagreement
     answers = {a.prover: a.answer for a in outcome.attempts}
     assert answers == {"z3": Answer.PROVED, "liar": Answer.REFUTED}
+    # Neither side is certified: a conflict, never the earlier answer.
+    assert outcome.verdict is Verdict.UNKNOWN
+    assert outcome.winner == ""
+    assert outcome.conflict == Conflict(proved=("z3",), refuted=("liar",))
+    assert outcome.grounds is Grounds.NONE
     assert server.metric("proofrace_disagreements_total") == before + 1
     server.wait_for_event(
         lambda e: e["event"] == "solve.disagreement" and e["solve_id"] == outcome.solve_id
     )
+
+
+# z3 cannot read str.to_lower (it is newer than z3 4.8): it reports the error, then says `sat`
+# about the assertions that are left. cvc5 reads it and proves the problem.
+Z3_SAT_AFTER_ERROR = """(set-logic ALL)
+(declare-const x Int)
+(assert (> x 0))
+(assert (= (str.to_lower "A") "B"))
+(check-sat)
+"""
+
+
+def test_an_answer_after_an_error_is_no_disagreement(server: RunningServer, run) -> None:
+    before = server.metric("proofrace_disagreements_total")
+    outcome = solve(server, run, Z3_SAT_AFTER_ERROR, provers=["z3", "cvc5"], strategy=Strategy.ALL)
+    by_prover = {a.prover: a for a in outcome.attempts}
+    assert by_prover["z3"].outcome is AttemptOutcome.INVALID_INPUT
+    assert by_prover["z3"].answer is Answer.REFUTED  # what it printed, reported but not counted
+    assert (outcome.verdict, outcome.winner) == (Verdict.PROVED, "cvc5")
+    assert not outcome.disagreement
+    assert outcome.conflict is None
+    assert server.metric("proofrace_disagreements_total") == before
 
 
 def test_garbage_gets_invalid_input_with_the_provers_message(server: RunningServer, run) -> None:

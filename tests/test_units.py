@@ -19,13 +19,16 @@ from proofrace.core.model import (
     AttemptResult,
     CancelCause,
     CancelReason,
+    Conflict,
     Format,
+    Grounds,
     Strategy,
     Verdict,
 )
 from proofrace.race.strategy import Judge
 
 CLIENT = CancelReason(CancelCause.CLIENT, "stop")
+TIMEOUT = CancelReason(CancelCause.TIMEOUT, "deadline")
 
 
 # --- cancel scopes ---------------------------------------------------------------------
@@ -176,12 +179,98 @@ def test_a_cancel_after_the_decision_changes_nothing() -> None:
 
 def test_quorum_needs_agreement_and_names_the_first_of_the_agreeing() -> None:
     judge = Judge(Strategy.QUORUM, quorum=2)
-    assert not judge.record(result("a", *PROVED))
-    assert not judge.record(result("b", *REFUTED))
+    assert not judge.record(result("a", *UNKNOWN))
+    assert not judge.record(result("b", *PROVED))
     assert judge.record(result("c", *PROVED))
     decision = judge.decide(None)
-    assert (decision.verdict, decision.winner) == (Verdict.PROVED, "a")
+    assert (decision.verdict, decision.winner) == (Verdict.PROVED, "b")
+    assert decision.grounds is Grounds.CONFIRMED
+    assert not judge.disagreement
+
+
+def test_quorum_is_not_reached_while_answers_contradict() -> None:
+    judge = Judge(Strategy.QUORUM, quorum=2)
+    assert not judge.record(result("a", *PROVED))
+    assert not judge.record(result("b", *REFUTED))
+    assert not judge.record(result("c", *PROVED))
+    decision = judge.decide(None)
+    assert decision.verdict is Verdict.UNKNOWN
+    assert decision.conflict == Conflict(proved=("a", "c"), refuted=("b",))
     assert judge.disagreement
+
+
+def certified(prover: str, answer: Answer, outcome: AttemptOutcome) -> AttemptResult:
+    return AttemptResult(prover, outcome, answer=answer, grounds=Grounds.MODEL_CHECKED)
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_conflict_is_never_settled_by_arrival_order(strategy: Strategy) -> None:
+    judge = Judge(strategy, quorum=1)
+    judge.record(result("early", *REFUTED))
+    judge.record(result("late", *PROVED))  # finished before the preemption reached it
+    decision = judge.decide(None)
+    assert decision.verdict is Verdict.UNKNOWN
+    assert decision.winner == ""
+    assert decision.conflict == Conflict(proved=("late",), refuted=("early",))
+    assert judge.disagreement
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_certified_answer_beats_an_earlier_uncertified_one(strategy: Strategy) -> None:
+    judge = Judge(strategy, quorum=2)
+    judge.record(result("early", *PROVED))
+    decided = judge.record(certified("late", *REFUTED))
+    assert decided is (strategy is Strategy.QUORUM)  # firstWins had stopped at "early"
+    decision = judge.decide(None)
+    assert (decision.verdict, decision.winner) == (Verdict.REFUTED, "late")
+    assert decision.grounds is Grounds.MODEL_CHECKED
+    assert decision.conflict is None
+    assert judge.disagreement  # settled, but still reported
+
+
+def test_an_answer_after_an_error_neither_counts_nor_disagrees() -> None:
+    # z3 prints "sat" after an error on input it cannot read.
+    judge = Judge(Strategy.ALL, quorum=2)
+    judge.record(result("cvc5", *PROVED))
+    judge.record(AttemptResult("z3", AttemptOutcome.INVALID_INPUT, answer=Answer.REFUTED))
+    assert not judge.disagreement
+    decision = judge.decide(None)
+    assert (decision.verdict, decision.winner) == (Verdict.PROVED, "cvc5")
+    assert decision.grounds is Grounds.UNCHECKED
+
+
+def test_a_failed_certificate_never_wins() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    wrong = AttemptResult(
+        "liar",
+        AttemptOutcome.PROVER_ERROR,
+        answer=Answer.REFUTED,
+        grounds=Grounds.CERTIFICATE_FAILED,
+    )
+    assert not judge.record(wrong)
+    assert judge.record(result("honest", *PROVED))
+    assert judge.decide(None).verdict is Verdict.PROVED
+    assert not judge.disagreement
+
+
+def test_confirm_waits_for_a_second_independent_prover() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2, confirm=True, engines={"cadical-drat": "cadical"})
+    assert not judge.record(result("cadical", *PROVED))
+    assert not judge.record(result("cadical-drat", *PROVED))  # the same engine
+    assert judge.record(result("minisat", *PROVED))
+    decision = judge.decide(None)
+    assert (decision.verdict, decision.winner) == (Verdict.PROVED, "cadical")
+    assert decision.grounds is Grounds.CONFIRMED
+
+
+def test_confirm_takes_a_certificate_at_once_and_refuses_a_lone_word() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2, confirm=True)
+    assert judge.record(certified("minisat", *REFUTED))
+    assert judge.decide(None).grounds is Grounds.MODEL_CHECKED
+    lone = Judge(Strategy.FIRST_WINS, quorum=2, confirm=True)
+    assert not lone.record(result("z3", *PROVED))
+    assert lone.decide(None).verdict is Verdict.UNKNOWN
+    assert lone.decide(TIMEOUT).verdict is Verdict.TIMEOUT
 
 
 def test_no_answer_gives_unknown_and_only_errors_give_an_error() -> None:
@@ -201,7 +290,8 @@ def test_no_answer_gives_unknown_and_only_errors_give_an_error() -> None:
 def test_the_built_in_registry_loads() -> None:
     registry = Registry.load()
     assert {"z3", "cvc5", "cadical", "minisat", "eprover", "spass"} <= set(registry.specs)
-    assert registry.specs["z3"].argv("problem.smt2") == ["z3", "-smt2", "problem.smt2"]
+    assert registry.specs["z3"].argv("problem.smt2") == ["z3", "-model", "-smt2", "problem.smt2"]
+    assert registry.specs["minisat"].argv("p.cnf") == ["minisat", "-verb=0", "p.cnf", "model.out"]
 
 
 @pytest.mark.parametrize(

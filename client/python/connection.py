@@ -72,6 +72,7 @@ class Client:
         quorum: int = 2,
         time_limit: float | None = None,
         goal_id: str = "",
+        confirm: bool = False,
     ) -> Job:
         """Start a solve; `time_limit` is in seconds (None: the server's default).
 
@@ -87,6 +88,7 @@ class Client:
             strategy=strategy,
             quorum=quorum,
             timeout_ms=round(time_limit * 1000) if time_limit else 0,
+            confirm=confirm,
         )
         call = self._dispatcher.solve_request()
         convert.write_request(call.init("request"), request)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proofrace.backends.base import not_started, stopped_outcome
+from proofrace.backends.certify import CheckContext, certify, output_to_keep
 from proofrace.backends.process import Limits, ProcessReport, supervise
 from proofrace.backends.registry import Registry
 from proofrace.backends.verdicts import Finding, Match, OutputScanner
@@ -65,7 +66,9 @@ class LocalBackend:
         try:
             input_name = "problem" + FILE_SUFFIX[problem.format]
             (workdir / input_name).write_bytes(problem.content)
-            scanner = OutputScanner(spec.rules, self._settings.output_tail_bytes)
+            scanner = OutputScanner(
+                spec.rules, self._settings.output_tail_bytes, keep_bytes=output_to_keep(spec)
+            )
             progress.output_bytes = lambda: scanner.total_bytes
             limits = Limits(
                 cpu_seconds=math.ceil(timeout_s) + 1,
@@ -91,7 +94,12 @@ class LocalBackend:
                     AttemptOutcome.SYSTEM_ERROR,
                     message=f"could not start {spec.executable}: {e.strerror or e}",
                 )
-            return _classify(prover, report, scanner)
+            checks = CheckContext(
+                workdir, input_name, self._environment(workdir), limits, scope, self._guard
+            )
+            return await certify(
+                spec, problem, _classify(prover, report, scanner), scanner.kept, checks
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -55,8 +55,11 @@ class Pool:
         for place in self._places:
             for info in place.backend.catalog():
                 known = merged.get(info.name)
-                if known is None or (info.available and not known.available):
+                if known is None:
                     merged[info.name] = info
+                elif info.available and not known.available:
+                    # What a prover reads is the dispatcher's registry's word, not a worker's.
+                    merged[info.name] = replace(info, engine=known.engine, handles=known.handles)
         return [merged[name] for name in sorted(merged)]
 
     async def run(

@@ -16,6 +16,11 @@ from proofrace.backends.verdicts import Finding, Rule
 from proofrace.core.model import Format, ProverInfo
 
 INPUT_PLACEHOLDER = "{input}"
+# Files a prover may be told to write its certificate to, in its attempt's directory.
+MODEL_FILE = "model.out"
+PROOF_FILE = "proof.drat"
+_MODEL_SOURCES = ("", "stdout", "file")
+_PROOF_KINDS = ("", "drat")
 _VERSION_TIMEOUT_S = 5.0
 
 
@@ -32,9 +37,19 @@ class ProverSpec:
     version_command: tuple[str, ...] = ()
     version_pattern: str = ""
     default: bool = True
+    engine: str = ""  # the solver behind it when several entries run one
+    model: str = ""  # where its model is: "stdout", "file" (the {model} file), "" (none)
+    proof: str = ""  # the proof it writes to the {proof} file: "drat", or "" (none)
+    check: tuple[str, ...] = ()  # argv of the checker of its certificates
+    handles: frozenset[str] | None = None  # problem features it reads; None: all
 
     def argv(self, input_name: str) -> list[str]:
-        return [part.replace(INPUT_PLACEHOLDER, input_name) for part in self.command]
+        return [
+            part.replace(INPUT_PLACEHOLDER, input_name)
+            .replace("{model}", MODEL_FILE)
+            .replace("{proof}", PROOF_FILE)
+            for part in self.command
+        ]
 
     @property
     def executable(self) -> str:
@@ -95,6 +110,18 @@ def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
             raise RegistryError(f"{where}: rule {entry!r}: {e}") from None
     if not any(rule.finding.is_answer for rule in rules):
         raise RegistryError(f"{where}: 'rules' must recognise at least one answer")
+    model = str(table.get("model", ""))
+    proof = str(table.get("proof", ""))
+    if model not in _MODEL_SOURCES or proof not in _PROOF_KINDS:
+        raise RegistryError(f"{where}: 'model' is stdout or file, 'proof' is drat")
+    check = table.get("check", [])
+    if not (isinstance(check, list) and all(isinstance(c, str) for c in check)):
+        raise RegistryError(f"{where}: 'check' must be a list of strings")
+    handles = table.get("handles")
+    if handles is not None and not (
+        isinstance(handles, list) and all(isinstance(h, str) for h in handles)
+    ):
+        raise RegistryError(f"{where}: 'handles' must be a list of feature names")
     return ProverSpec(
         name=name,
         command=tuple(command),
@@ -103,14 +130,26 @@ def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
         version_command=tuple(table.get("version", ())),
         version_pattern=str(table.get("version_pattern", "")),
         default=bool(table.get("default", True)),
+        engine=str(table.get("engine", "")),
+        model=model,
+        proof=proof,
+        check=tuple(check),
+        handles=frozenset(handles) if handles is not None else None,
     )
 
 
 def _probe(spec: ProverSpec) -> ProverInfo:
     formats = tuple(sorted(spec.formats, key=lambda f: f.value))
-    if shutil.which(spec.executable) is None:
-        return ProverInfo(spec.name, "", formats, available=False, default=spec.default)
-    return ProverInfo(spec.name, _version(spec), formats, available=True, default=spec.default)
+    installed = shutil.which(spec.executable) is not None
+    return ProverInfo(
+        spec.name,
+        _version(spec) if installed else "",
+        formats,
+        available=installed,
+        default=spec.default,
+        engine=spec.engine,
+        handles=spec.handles,
+    )
 
 
 def _version(spec: ProverSpec) -> str:

@@ -55,8 +55,12 @@ class Match:
 class OutputScanner:
     """Consumes combined stdout+stderr; keeps the last answer, the first error and a tail."""
 
-    def __init__(self, rules: tuple[Rule, ...], tail_bytes: int) -> None:
+    def __init__(self, rules: tuple[Rule, ...], tail_bytes: int, keep_bytes: int = 0) -> None:
+        """`keep_bytes`: also keep the output whole, up to that size (for reading a model)."""
         self._rules = rules
+        self._keep_cap = keep_bytes
+        self._kept = bytearray()
+        self._kept_all = True
         self._partial = bytearray()
         self._tail: deque[bytes] = deque()
         self._tail_len = 0
@@ -68,6 +72,11 @@ class OutputScanner:
     def feed(self, data: bytes) -> None:
         self.total_bytes += len(data)
         self._keep_tail(data)
+        if self._keep_cap:
+            if len(self._kept) + len(data) <= self._keep_cap:
+                self._kept += data
+            else:
+                self._kept_all = False
         self._partial += data
         *lines, rest = self._partial.split(b"\n")
         self._partial = bytearray(rest[:MAX_LINE_BYTES])
@@ -78,6 +87,11 @@ class OutputScanner:
         if self._partial:
             self._scan(bytes(self._partial))
             self._partial.clear()
+
+    @property
+    def kept(self) -> bytes | None:
+        """The whole output when it was kept and fit; None otherwise."""
+        return bytes(self._kept) if self._keep_cap and self._kept_all else None
 
     @property
     def tail(self) -> str:

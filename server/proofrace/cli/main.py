@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--quorum", type=int, default=2)
     solve.add_argument("--timeout", type=float, help="seconds (default: the server's)")
     solve.add_argument("--format", default="auto", choices=["auto", "smtlib2", "dimacs", "tptp"])
+    solve.add_argument(
+        "--confirm", action="store_true", help="a decisive answer must be certified or confirmed"
+    )
     solve.add_argument("--goal-id", default="", help="your id for this goal, echoed in logs")
     solve.add_argument("--json", action="store_true", help="print the outcome as JSON")
 

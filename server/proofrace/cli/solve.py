@@ -55,6 +55,7 @@ async def _solve(args: argparse.Namespace, content: bytes) -> int:
             quorum=args.quorum,
             time_limit=args.timeout,
             goal_id=args.goal_id,
+            confirm=args.confirm,
         )
         display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
         await _follow(job, display)
@@ -117,13 +118,16 @@ class _Display:
 def render_outcome(outcome: SolveOutcome) -> str:
     head = f"verdict: {outcome.verdict.value}"
     if outcome.winner:
-        head += f" (winner: {outcome.winner})"
+        head += f" (winner: {outcome.winner}, {outcome.grounds.value})"
     if outcome.cancel_reason is not None:
         head += f": {outcome.cancel_reason}"
     if outcome.error is not None:
         head += f": {outcome.error.kind.value}: {outcome.error.message}"
     head += f"  [{_ms(outcome.elapsed_ns)}]"
-    if outcome.disagreement:
+    if outcome.conflict is not None:
+        proved, refuted = ", ".join(outcome.conflict.proved), ", ".join(outcome.conflict.refuted)
+        head += f"\nCONFLICT: proved by {proved}; refuted by {refuted}; nothing settles it"
+    elif outcome.disagreement:
         head += "\nWARNING: provers gave contradictory decisive answers"
     lines = [head, *(_render_attempt(a) for a in outcome.attempts)]
     return "\n".join(lines)

@@ -36,6 +36,21 @@ class Answer(enum.Enum):
         return self in (Answer.PROVED, Answer.REFUTED)
 
 
+class Grounds(enum.Enum):
+    """How a decisive answer was established."""
+
+    NONE = "none"  # no decisive answer
+    UNCHECKED = "unchecked"  # one prover's word
+    MODEL_CHECKED = "modelChecked"  # its model satisfies every clause or assertion
+    PROOF_CHECKED = "proofChecked"  # a proof checker accepted its proof
+    CONFIRMED = "confirmed"  # a second, independent prover gave the same answer
+    CERTIFICATE_FAILED = "certificateFailed"  # its certificate failed: a wrong answer
+
+    @property
+    def certified(self) -> bool:
+        return self in (Grounds.MODEL_CHECKED, Grounds.PROOF_CHECKED)
+
+
 class AttemptOutcome(enum.Enum):
     """The echidna host's eight cases, plus `cancelled`."""
 
@@ -126,6 +141,15 @@ class AttemptResult:
     exit: Exit = field(default_factory=Exit)
     output_tail: str = ""
     output_bytes: int = 0
+    grounds: Grounds = Grounds.NONE
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Decisive answers that contradict each other, with no certificate to settle them."""
+
+    proved: tuple[str, ...]  # provers that answered proved
+    refuted: tuple[str, ...]  # provers that answered refuted
 
 
 class Verdict(enum.Enum):
@@ -151,6 +175,8 @@ class SolveOutcome:
     disagreement: bool = False
     elapsed_ns: int = 0
     deadline_ms: int = 0  # the deadline that applied; 0 when the request was refused
+    grounds: Grounds = Grounds.NONE  # how the verdict was established
+    conflict: Conflict | None = None  # contradicting answers nothing settled (verdict unknown)
 
 
 class SolveState(enum.Enum):
@@ -196,6 +222,7 @@ class SolveRequest:
     strategy: Strategy = Strategy.FIRST_WINS
     quorum: int = 2
     timeout_ms: int = 0
+    confirm: bool = False  # a decisive answer must be certified or confirmed before it counts
 
 
 @dataclass(frozen=True)
@@ -205,3 +232,5 @@ class ProverInfo:
     formats: tuple[Format, ...]
     available: bool
     default: bool = True  # raced when a request names no provers
+    engine: str = ""  # the solver behind it, when several entries run one; empty: its name
+    handles: frozenset[str] | None = None  # problem features it reads; None: all of its formats

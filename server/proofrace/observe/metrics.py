@@ -65,6 +65,12 @@ class Metrics:
             "Solves in which decisive answers contradicted each other",
             registry=r,
         )
+        self.wrong_answers = Counter(
+            "proofrace_wrong_answers",
+            "Answers whose certificate (model or proof) was checked and failed, per prover",
+            ["prover"],
+            registry=r,
+        )
         self.connections = Gauge("proofrace_connections", "Open client connections", registry=r)
         self.workers = Gauge("proofrace_workers", "Remote workers registered", registry=r)
         self.internal_errors = Counter(

@@ -8,6 +8,7 @@ import structlog
 from proofrace.core.model import (
     AttemptResult,
     CancelReason,
+    Grounds,
     SolveOutcome,
     Strategy,
     Verdict,
@@ -86,6 +87,9 @@ class Telemetry:
             self._started.discard(attempt)
             self.metrics.attempts_in_flight.dec()
         self.metrics.attempts.labels(result.prover, result.outcome.value).inc()
+        if result.grounds is Grounds.CERTIFICATE_FAILED:
+            self.metrics.wrong_answers.labels(result.prover).inc()
+            log.error("attempt.wrong_answer", answer=result.answer.value, message=result.message)
         if result.stop is not None:
             stop = result.stop
             self.metrics.preemption_latency.labels(stop.reason.cause.value, result.prover).observe(
@@ -127,6 +131,7 @@ class Telemetry:
                 "solve.disagreement",
                 solve_id=outcome.solve_id,
                 answers={a.prover: a.answer.value for a in outcome.attempts if a.answer.decisive},
+                settled=outcome.conflict is None,
             )
         self._log.info(
             "solve.finished",
@@ -134,6 +139,7 @@ class Telemetry:
             goal_id=outcome.goal_id,
             verdict=outcome.verdict.value,
             winner=outcome.winner or None,
+            grounds=outcome.grounds.value,
             cause=outcome.cancel_reason.cause.value if outcome.cancel_reason else None,
             error=outcome.error.kind.value if outcome.error else None,
             elapsed_us=_us(outcome.elapsed_ns),

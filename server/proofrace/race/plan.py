@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from proofrace.backends import features
 from proofrace.core.formats import detect
 from proofrace.core.model import (
     ErrorKind,
@@ -32,6 +34,8 @@ class Plan:
     strategy: Strategy
     quorum: int
     timeout_s: float
+    confirm: bool = False
+    engines: Mapping[str, str] = field(default_factory=dict)  # prover -> engine, for `confirm`
 
 
 def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -> Plan | SolveError:
@@ -54,7 +58,15 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
             )
         problem_format = detected
 
-    provers = _choose_provers(request.provers, problem_format, catalog)
+    reading = features.read(request.content, problem_format)
+    if "include" in reading.needs:
+        return SolveError(
+            ErrorKind.INVALID_INPUT,
+            "the problem includes other files, which the server cannot read: inline them",
+        )
+    provers = _choose_provers(
+        request.provers, problem_format, reading.needs, catalog, every=request.confirm
+    )
     if isinstance(provers, SolveError):
         return provers
 
@@ -72,25 +84,42 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
 
     timeout_s = request.timeout_ms / 1000 if request.timeout_ms else limits.default_timeout_s
     return Plan(
-        problem=Problem(request.content, problem_format, request.goal_id),
+        problem=Problem(reading.content, problem_format, request.goal_id),
         provers=provers,
         strategy=request.strategy,
         quorum=request.quorum,
         timeout_s=min(timeout_s, limits.max_timeout_s),
+        confirm=request.confirm,
+        engines={i.name: i.engine or i.name for i in catalog if i.name in provers},
     )
 
 
 def _choose_provers(
-    names: tuple[str, ...], problem_format: Format, catalog: list[ProverInfo]
+    names: tuple[str, ...],
+    problem_format: Format,
+    needs: frozenset[str],
+    catalog: list[ProverInfo],
+    *,
+    every: bool = False,
 ) -> tuple[str, ...] | SolveError:
+    """The provers to race: the ones named (or every default one; with `every`, every one)
+    that read the problem. `confirm` races them all: each is a chance of a second engine.
+
+    A named prover that cannot read what the problem needs is left out of the race; the
+    request is refused only when that leaves none.
+    """
     known = {info.name: info for info in catalog}
     if not names:
-        chosen = tuple(
-            i.name for i in catalog if i.available and i.default and problem_format in i.formats
-        )
+        readers = [
+            i
+            for i in catalog
+            if i.available and (i.default or every) and problem_format in i.formats
+        ]
+        chosen = tuple(i.name for i in readers if features.handles(i.handles, needs))
         if not chosen:
+            what = f" with {features.describe(needs)}" if readers else ""
             return SolveError(
-                ErrorKind.NO_PROVER, f"no installed prover reads {problem_format.value}"
+                ErrorKind.NO_PROVER, f"no installed prover reads {problem_format.value}{what}"
             )
         return chosen
     if len(set(names)) != len(names):
@@ -112,4 +141,10 @@ def _choose_provers(
                 ErrorKind.UNSUPPORTED_FORMAT,
                 f"prover {name!r} does not read {problem_format.value} (it reads {reads})",
             )
-    return names
+    able = tuple(n for n in names if features.handles(known[n].handles, needs))
+    if not able:
+        return SolveError(
+            ErrorKind.UNSUPPORTED_FORMAT,
+            f"none of {', '.join(names)} reads a problem with {features.describe(needs)}",
+        )
+    return able

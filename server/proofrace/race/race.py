@@ -58,7 +58,7 @@ class Race:
         self._observer = observer
         self.scope = CancelScope()
         self._attempts = self.scope.child()
-        self._judge = Judge(plan.strategy, plan.quorum)
+        self._judge = Judge(plan.strategy, plan.quorum, confirm=plan.confirm, engines=plan.engines)
         self._progress = {
             prover: AttemptProgress(
                 prover, self._attempt_id(i), on_started=self._started_hook(i, prover)
@@ -181,6 +181,8 @@ class Race:
             disagreement=self._judge.disagreement,
             elapsed_ns=now - self._created_ns,
             deadline_ms=round(self._plan.timeout_s * 1000),
+            grounds=decision.grounds,
+            conflict=decision.conflict,
         )
         stopped = any(a.stop is not None for a in attempts)
         stop_latency = now - self._end_triggered_ns if stopped and self._end_triggered_ns else None

@@ -1,8 +1,31 @@
-"""Deciding a race: when to stop early, who won, and what the verdict is. Pure logic."""
+"""Deciding a race: when to stop early, who won, and what the verdict is. Pure logic.
+
+Which answers count: a decisive answer (proved or refuted) from an attempt that ended on its
+own, without an error. z3, for one, prints `sat` after an error on input it could not read:
+that answer does not count, and cannot disagree with anything. An answer whose certificate
+failed is reported as the prover's error and does not count either.
+
+How contradictions are settled, under every strategy:
+- a certified answer (model checked, proof checked) is certain: it beats any uncertified
+  answer, whatever arrived first;
+- contradicting answers with no certificate on either side are a conflict: the verdict is
+  `unknown`, `conflict` names both sides, and neither is reported as the verdict.
+
+When a race stops early:
+- `firstWins`: at the first answer that counts; later answers only come from attempts that
+  finished before the preemption could reach them. An uncertified first answer wins when
+  nothing contradicts it: that is what `firstWins` means. A request that wants more sets
+  `confirm`.
+- `quorum`: once `quorum` independent provers agree and none contradicts them.
+- `all`: never.
+- any strategy but `all`: at once on a certified answer.
+- `confirm`: an uncertified answer counts as decided only once a second, independent prover
+  (another engine) gives the same answer; without that the verdict is not a decisive one.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proofrace.core.model import (
@@ -11,7 +34,9 @@ from proofrace.core.model import (
     AttemptResult,
     CancelCause,
     CancelReason,
+    Conflict,
     ErrorKind,
+    Grounds,
     SolveError,
     Strategy,
     Verdict,
@@ -24,53 +49,117 @@ class Decision:
     winner: str = ""
     cancel_reason: CancelReason | None = None
     error: SolveError | None = None
+    grounds: Grounds = Grounds.NONE
+    conflict: Conflict | None = None
 
 
 class Judge:
-    """Fed each attempt's result as it finishes; says when the race is decided."""
+    """Fed each attempt's result as it finishes; says when the race is decided.
 
-    def __init__(self, strategy: Strategy, quorum: int) -> None:
+    `engines` maps a prover to the engine behind it (two entries running the same solver
+    with other options are not independent); a prover missing from it is its own engine.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        quorum: int,
+        *,
+        confirm: bool = False,
+        engines: Mapping[str, str] | None = None,
+    ) -> None:
         self._strategy = strategy
         self._quorum = quorum
+        self._confirm = confirm
+        self._engines = dict(engines or {})
         self._results: list[AttemptResult] = []
-        self._votes: Counter[Answer] = Counter()
-        self.winner: AttemptResult | None = None
+        self._answers: list[AttemptResult] = []  # the ones that count, in arrival order
+        self.winner: AttemptResult | None = None  # the answer that stopped the race early
 
     def record(self, result: AttemptResult) -> bool:
         """True when this result decides the race: every other attempt should stop now."""
         self._results.append(result)
-        if self.winner is not None or not _counts(result):
+        if not counts(result):
             return False
-        self._votes[result.answer] += 1
-        if self._strategy is Strategy.FIRST_WINS:
+        self._answers.append(result)
+        if self.winner is not None or self._strategy is Strategy.ALL:
+            return False
+        if _certified(result) and not self._sides_certified_both():
             self.winner = result
-        elif self._strategy is Strategy.QUORUM and self._votes[result.answer] >= self._quorum:
-            self.winner = next(r for r in self._results if _counts(r) and r.answer is result.answer)
+        elif not self._contradicted():
+            side = self._side(result.answer)
+            if self._independent(side) >= self._needed():
+                self.winner = side[0]
         return self.winner is not None
 
     @property
     def disagreement(self) -> bool:
-        answers = {r.answer for r in self._results if r.answer.decisive}
-        return len(answers) > 1
+        """Answers that count contradict each other (settled by a certificate or not)."""
+        return self._contradicted()
 
     def decide(self, cancelled: CancelReason | None) -> Decision:
         """The verdict once every attempt has ended; `cancelled` is an external cancel."""
-        winner = self.winner
-        if winner is None and self._strategy is Strategy.ALL:
-            winner = next((r for r in self._results if _counts(r)), None)
-        if winner is not None:
-            verdict = Verdict.PROVED if winner.answer is Answer.PROVED else Verdict.REFUTED
-            return Decision(verdict, winner=winner.prover)
+        settled = self._settle()
+        if settled is not None:
+            return settled
         if cancelled is not None:
             if cancelled.cause is CancelCause.TIMEOUT:
                 return Decision(Verdict.TIMEOUT, cancel_reason=cancelled)
             return Decision(Verdict.CANCELLED, cancel_reason=cancelled)
-        if any(r.outcome in _UNDECIDED for r in self._results):
+        if any(r.outcome in _RAN_WITHOUT_ERROR for r in self._results):
             return Decision(Verdict.UNKNOWN)
         return Decision(Verdict.ERROR, error=_error_of(self._results))
 
+    # --- the rules -----------------------------------------------------------------------
 
-_UNDECIDED = {
+    def _settle(self) -> Decision | None:
+        """A decisive verdict or a conflict from the answers that count; None when neither."""
+        if not self._answers:
+            return None
+        certified = [a for a in self._answers if _certified(a)]
+        if certified and not self._sides_certified_both():
+            best = certified[0]
+            return Decision(_VERDICT[best.answer], winner=best.prover, grounds=best.grounds)
+        if self._contradicted():
+            return Decision(
+                Verdict.UNKNOWN,
+                conflict=Conflict(
+                    proved=tuple(a.prover for a in self._side(Answer.PROVED)),
+                    refuted=tuple(a.prover for a in self._side(Answer.REFUTED)),
+                ),
+            )
+        side = self._answers  # all agree
+        independent = self._independent(side)
+        if self._strategy is Strategy.QUORUM and self.winner is None:
+            return None  # the quorum was not reached
+        if independent < (2 if self._confirm else 1):
+            return None  # not confirmed, as the request demanded
+        grounds = Grounds.CONFIRMED if independent >= 2 else Grounds.UNCHECKED
+        return Decision(_VERDICT[side[0].answer], winner=side[0].prover, grounds=grounds)
+
+    def _needed(self) -> int:
+        """Independent agreeing answers that stop the race early."""
+        needed = self._quorum if self._strategy is Strategy.QUORUM else 1
+        return max(needed, 2) if self._confirm else needed
+
+    def _side(self, answer: Answer) -> list[AttemptResult]:
+        return [a for a in self._answers if a.answer is answer]
+
+    def _contradicted(self) -> bool:
+        return len({a.answer for a in self._answers}) > 1
+
+    def _sides_certified_both(self) -> bool:
+        return len({a.answer for a in self._answers if _certified(a)}) > 1
+
+    def _independent(self, side: list[AttemptResult]) -> int:
+        return len({self._engines.get(a.prover, a.prover) for a in side})
+
+
+_VERDICT = {Answer.PROVED: Verdict.PROVED, Answer.REFUTED: Verdict.REFUTED}
+
+# Attempts that ran and ended without an error, answering or not: with one of these and no
+# decisive verdict the solve is `unknown` rather than an `error`.
+_RAN_WITHOUT_ERROR = {
     AttemptOutcome.NO_PROOF_FOUND,
     AttemptOutcome.TIMEOUT,
     AttemptOutcome.PROVED,
@@ -82,9 +171,19 @@ _ERROR_KIND = {
 }
 
 
-def _counts(result: AttemptResult) -> bool:
-    """A decisive answer from an attempt that ended on its own, free of errors."""
-    return result.stop is None and result.answer.decisive and result.outcome in _ANSWERING
+def counts(result: AttemptResult) -> bool:
+    """A decisive answer from an attempt that ended on its own, free of errors, and whose
+    certificate (if it was checked) held."""
+    return (
+        result.stop is None
+        and result.answer.decisive
+        and result.outcome in _ANSWERING
+        and result.grounds is not Grounds.CERTIFICATE_FAILED
+    )
+
+
+def _certified(result: AttemptResult) -> bool:
+    return result.grounds.certified
 
 
 _ANSWERING = {

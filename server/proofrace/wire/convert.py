@@ -13,9 +13,11 @@ from proofrace.core.model import (
     AttemptStatus,
     CancelCause,
     CancelReason,
+    Conflict,
     ErrorKind,
     Exit,
     Format,
+    Grounds,
     ProverInfo,
     SolveError,
     SolveOutcome,
@@ -41,6 +43,7 @@ def read_request(request: Reader) -> SolveRequest:
         strategy=Strategy(str(request.strategy)),
         quorum=int(request.quorum),
         timeout_ms=int(request.timeoutMs),
+        confirm=bool(request.confirm),
     )
 
 
@@ -74,6 +77,16 @@ def write_outcome(builder: Builder, outcome: SolveOutcome) -> None:
     builder.disagreement = outcome.disagreement
     builder.elapsedUs = outcome.elapsed_ns // 1000
     builder.deadlineMs = outcome.deadline_ms
+    builder.grounds = outcome.grounds.value
+    if outcome.conflict is not None:
+        write_conflict(builder.init("conflict"), outcome.conflict)
+
+
+def write_conflict(builder: Builder, conflict: Conflict) -> None:
+    for field, names in (("proved", conflict.proved), ("refuted", conflict.refuted)):
+        entries = builder.init(field, len(names))
+        for i, name in enumerate(names):
+            entries[i] = name
 
 
 def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
@@ -96,6 +109,7 @@ def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
         builder.exit.notStarted = None
     builder.outputTail = attempt.output_tail
     builder.outputBytes = attempt.output_bytes
+    builder.grounds = attempt.grounds.value
 
 
 def write_status(builder: Builder, status: SolveStatus) -> None:
@@ -153,6 +167,15 @@ def read_outcome(reader: Reader) -> SolveOutcome:
         disagreement=bool(reader.disagreement),
         elapsed_ns=int(reader.elapsedUs) * 1000,
         deadline_ms=int(reader.deadlineMs),
+        grounds=Grounds(str(reader.grounds)),
+        conflict=(
+            Conflict(
+                proved=tuple(str(p) for p in reader.conflict.proved),
+                refuted=tuple(str(p) for p in reader.conflict.refuted),
+            )
+            if reader._has("conflict")
+            else None
+        ),
     )
 
 
@@ -180,6 +203,7 @@ def read_attempt(reader: Reader) -> AttemptResult:
         exit=exit_status,
         output_tail=str(reader.outputTail),
         output_bytes=int(reader.outputBytes),
+        grounds=Grounds(str(reader.grounds)),
     )
 
 
@@ -226,3 +250,4 @@ def write_request(builder: Builder, request: SolveRequest) -> None:
     builder.strategy = request.strategy.value
     builder.quorum = request.quorum
     builder.timeoutMs = request.timeout_ms
+    builder.confirm = request.confirm

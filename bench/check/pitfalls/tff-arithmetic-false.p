@@ -1,0 +1,2 @@
+% expected: refuted
+tff(c, conjecture, $less(3, 2)).
