@@ -64,7 +64,7 @@ def main() -> None:
 
 
 def _run(directory: Path, label: str, confirm: bool, timeout_s: float, out: Path) -> None:
-    from proofrace.testing import running_server
+    from tests.support.server import running_server
 
     manifest = runner.load_manifest(directory)
     args = ["--listen", "127.0.0.1:0", "--metrics", ""]
