@@ -56,6 +56,7 @@ def assert_one_fixed_line(server: RunningServer, error: BaseException) -> str:
     logged = server.wait_event(event="rpc.internal_error", ref=match.group(1))
     assert logged["level"] == "error"
     assert logged["exception"].startswith("Traceback (most recent call last):")
+    assert server.metric("proofrace_internal_errors_total") >= 1
     return str(logged["exception"])
 
 

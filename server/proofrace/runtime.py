@@ -75,6 +75,7 @@ class Runtime:
             tls=server_tls(self.settings),
             on_connections=self.metrics.connections.inc,
             on_accept_failed=self.metrics.accept_failures.inc,
+            on_internal_error=self.metrics.internal_errors.inc,
             **options,
         )
         return self._listener

@@ -30,9 +30,11 @@ Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 class CallTracker:
     """Counts calls in progress, so a stopping server can let pending answers go out first.
-    One per listener (and one per connection a worker dials out)."""
+    One per listener (and one per connection a worker dials out). `on_fault` counts the calls
+    that failed with an unexpected error."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_fault: Callable[[], None] = lambda: None) -> None:
+        self.on_fault = on_fault
         self.in_progress = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,6 +74,8 @@ def rpc_method(method: Method) -> Method:
         try:
             return _answered(kwargs, await method(server, *args, **kwargs))
         except Exception as error:
+            if connection is not None:
+                connection.calls.on_fault()
             raise _internal_error(method.__name__, error) from None
         finally:
             if connection is not None:

@@ -78,6 +78,7 @@ class RpcListener:
         login_timeout_s: float = 0.0,
         on_connections: Callable[[int], None] = lambda _n: None,
         on_accept_failed: Callable[[], None] = lambda: None,
+        on_internal_error: Callable[[], None] = lambda: None,
     ) -> None:
         """`login_timeout_s` > 0: a connection not authenticated by then is closed."""
         self._bootstrap = bootstrap
@@ -91,7 +92,8 @@ class RpcListener:
         self._accepting: list[asyncio.Task[None]] = []
         self._serving: set[asyncio.Task[None]] = set()
         self._unix_paths: list[Path] = []
-        self._calls = CallTracker()  # calls in progress on this listener's connections
+        # Calls in progress on this listener's connections, and their unexpected faults.
+        self._calls = CallTracker(on_fault=on_internal_error)
 
     async def listen_tcp(self, host: str, port: int) -> Endpoint:
         infos = await asyncio.get_running_loop().getaddrinfo(
