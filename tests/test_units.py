@@ -331,6 +331,8 @@ def test_settings_layer_file_then_environment_then_flags(tmp_path) -> None:
         {"PROOFRACE_GRACE_S": "soon"},
         {"PROOFRACE_LISTEN": "nowhere"},
         {"PROOFRACE_LOG_FORMAT": "xml"},
+        {"PROOFRACE_IDLE_TIMEOUT_S": "5000000"},
+        {"PROOFRACE_MAX_TIMEOUT_S": "5000000"},
     ],
 )
 def test_bad_settings_are_refused_clearly(environ: dict[str, str]) -> None:

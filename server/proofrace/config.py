@@ -16,6 +16,9 @@ DEFAULT_METRICS_PORT = 7341
 DEFAULT_WORKER_METRICS_PORT = 7343
 
 
+_MAX_WIRE_S = (2**32 - 1) // 1000  # the largest number of seconds a UInt32 of ms holds
+
+
 class ConfigError(ValueError):
     pass
 
@@ -132,6 +135,11 @@ class Settings:
             split_host_port(entry)
         if self.grace_s < 0 or self.default_timeout_s <= 0 or self.max_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
+        # Both travel as UInt32 milliseconds (ping's idleTimeoutMs, an outcome's deadlineMs).
+        if self.max_timeout_s > _MAX_WIRE_S or self.default_timeout_s > _MAX_WIRE_S:
+            raise ConfigError(f"timeouts are at most {_MAX_WIRE_S} s")
+        if not 0 <= self.idle_timeout_s <= _MAX_WIRE_S:
+            raise ConfigError(f"idle_timeout_s is between 0 and {_MAX_WIRE_S}")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format is one of auto, json, console")
         if (self.auth_secret or self.auth_secret_file) and len(self.secret()) < 16:
