@@ -70,11 +70,13 @@ class LocalBackend:
                 spec.rules, self._settings.output_tail_bytes, keep_bytes=output_to_keep(spec)
             )
             progress.output_bytes = lambda: scanner.total_bytes
+            grace = self._settings.grace_seconds if spec.grace_s is None else spec.grace_s
             limits = Limits(
                 cpu_seconds=math.ceil(timeout_s) + 1,
                 memory_bytes=self._settings.memory_bytes,
                 file_bytes=self._settings.file_bytes,
-                grace_seconds=self._settings.grace_seconds,
+                grace_seconds=grace,
+                stop_signal=spec.stop_signal,
             )
             try:
                 report = await supervise(
