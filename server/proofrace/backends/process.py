@@ -12,7 +12,10 @@
 - Before the reap, the zombie leader still holds the group id, so one more SIGKILL to the
   group clears any stragglers without risk of hitting a reused pid.
 - The spawn sets no `preexec_fn`, so subprocess takes its vfork path; a launcher that sets
-  limits in the child can be put in front of `argv` without changing any of this.
+  limits in the child can be put in front of `argv` without changing any of this. While other
+  processes are supervised, it runs on a small thread pool, with whatever file work the caller
+  needs before it: the event loop does not wait for an exec or a disk, and goes on reaping
+  and serving meanwhile. Alone, it runs in the loop: a thread hop would only add latency.
 - The process counts as stopped only once it is reaped.
 """
 
@@ -26,18 +29,42 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope, outlast
 from proofrace.core.model import CancelReason, Exit
 
+T = TypeVar("T")
 _READ_CHUNK = 64 * 1024
 # After the group is dead its pipe closes at once; this only bounds a process that escaped
 # the group (a new session of its own) while holding the pipe.
 _DRAIN_TIMEOUT_S = 1.0
+
+# Spawns and scratch-file work, off the event loop. A few threads: each mostly waits in the
+# kernel (vfork until the exec, or the file system), with the interpreter lock released.
+_OFF_LOOP = ThreadPoolExecutor(max_workers=4, thread_name_prefix="proofrace-spawn")
+
+
+class _Live:
+    """How many processes this module supervises right now."""
+
+    count = 0
+
+
+_live = _Live()
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run blocking file or process work on the spawn threads while any process is being
+    supervised (the loop must stay free to reap it); in the loop itself otherwise."""
+    if _live.count == 0:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(_OFF_LOOP, work)
 
 
 @dataclass(frozen=True)
@@ -76,15 +103,33 @@ async def supervise(
     guard: OrphanGuard,
     on_spawn: Callable[[int], None],
     on_stopping: Callable[[], None],
+    prepare: Callable[[], None] = lambda: None,
 ) -> ProcessReport:
     """Run `argv` until it exits or `scope` is cancelled; return once it is reaped.
 
     The steps: spawn, pump its output, preempt (the stop signal, then SIGKILL after the grace
     period if that was not SIGKILL already) if the scope is cancelled, reap. Whatever fails
-    after the spawn, the process is reaped before the error goes on. Raises OSError if the
-    process cannot be started.
+    after the spawn, the process is reaped before the error goes on. `prepare` runs just
+    before the spawn, where the spawn runs (writing the input file, say). Raises
+    OSError if the process cannot be started.
     """
-    proc = spawn(argv, cwd=cwd, env=env, limits=limits)
+    proc = await _spawn_off_loop(argv, cwd=cwd, env=env, limits=limits, prepare=prepare)
+    _live.count += 1
+    try:
+        return await _supervise(proc, scope, limits, output, guard, on_spawn, on_stopping)
+    finally:
+        _live.count -= 1
+
+
+async def _supervise(
+    proc: subprocess.Popen[bytes],
+    scope: CancelScope,
+    limits: Limits,
+    output: OutputScanner,
+    guard: OrphanGuard,
+    on_spawn: Callable[[int], None],
+    on_stopping: Callable[[], None],
+) -> ProcessReport:
     started_ns = time.monotonic_ns()
     guard.register(proc.pid)
     pump: _Pump | None = None
@@ -136,6 +181,38 @@ def spawn(
         proc.stdout.close()
         raise
     return proc
+
+
+async def _spawn_off_loop(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limits: Limits,
+    prepare: Callable[[], None],
+) -> subprocess.Popen[bytes]:
+    def work() -> subprocess.Popen[bytes]:
+        prepare()
+        return spawn(argv, cwd=cwd, env=env, limits=limits)
+
+    if _live.count == 0:
+        # Nothing else to serve or reap: a thread hop would only add two wake-ups.
+        return work()
+    started = asyncio.get_running_loop().run_in_executor(_OFF_LOOP, work)
+    try:
+        return await asyncio.shield(started)
+    except asyncio.CancelledError:
+        # Torn down while the spawn ran: a process that did start must not be left behind.
+        try:
+            proc = await outlast(started)
+        except Exception:
+            raise asyncio.CancelledError from None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        raise
 
 
 class _Pump:
