@@ -1,18 +1,22 @@
-"""Core figures of the service, measured side by side in one run on this machine.
+"""Core figures of the service against the floor, measured side by side in one run.
 
-1. Preemption: a running race of 1, 4 and 8 real SAT attempts (a diversified cadical/minisat
-   portfolio on a hard pigeonhole problem) is cancelled. Measured: the client's cancel call
-   until result() answers (every process reaped), and the server's own trigger-to-reaped
-   latency of the slowest attempt.
-2. Dropping the handle (Python client): from the moment the job is dropped until the server
-   records the cancel, and until every process is reaped (read off the server's log).
-3. Overhead: a trivial problem solved through the service (one prover) against running the
-   same prover binary directly, sequentially.
-4. Remote workers: the same 8-attempt preemption with every attempt on one of two worker
-   processes (4 slots each) that registered with a dispatcher running nothing itself. On one
-   machine the network is loopback; the path (a cancelled call, a report back) is the same.
+1. Preemption against a bare kill loop, interleaved run by run. A race of the eight-member
+   SAT portfolio (cadical and minisat, four seeds each) on pigeonhole-12 is ended by the
+   client's cancel call, or by dropping the handle; a watcher process (not the server, not the
+   client) sees the eight processes reaped. The bare loop spawns the same eight processes and
+   SIGKILLs and reaps them with no RPC at all, seen by the same watcher. Trigger to the last
+   reap, in each case.
+2. Overhead against direct spawns at the same concurrency, interleaved: a trivial solve (one
+   prover, minisat on a two-clause CNF) through the service against spawning minisat directly
+   (median ratio); solves per second with 32 clients against 32 threads spawning directly.
+3. The dispatcher's own CPU per remote attempt: a dispatcher with no local slots sends every
+   attempt to two workers; its process CPU time (user + system, from /proc) over many
+   one-attempt solves, divided by their number. Also the 8-attempt preemption across workers.
 
-Usage: python bench/core.py [--runs N]
+It prints ratios and the targets they are held to. `--runs` sets the runs per figure (a few
+minutes at the default); `--json FILE` keeps the raw figures.
+
+Usage: python bench/core.py [--runs N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -31,17 +38,25 @@ from typing import Any, TypeVar
 
 import capnp
 
-from proofrace.client import Client, SolveState
+from proofrace.backends.registry import Registry
+from proofrace.client import Client, Job, SolveState
 
 # `tests.support` lives in the checkout, beside bench/, not in the installed package.
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.server import RunningServer, event_unix_ns, running_server  # noqa: E402
+from tests.support.server import RunningServer, running_server  # noqa: E402
 
 T = TypeVar("T")
-HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
+HARD_FILE = REPO / "samples" / "pigeonhole-12.cnf"
+HARD = HARD_FILE.read_text()
 TRIVIAL = REPO / "samples" / "distinct.smt2"
+# Unsatisfiable in one propagation: minisat answers before it has finished starting.
+TRIVIAL_CNF = "p cnf 1 2\n1 0\n-1 0\n"
+TRIVIAL_PROVER = "minisat"
+CLIENTS = 32
+# Time the eight provers run before they are stopped, the same for the service and the floor.
+SETTLE_S = 0.05
 
 # Eight members of a SAT portfolio: two solvers, four random seeds each.
 PORTFOLIO = [f"cadical-{i}" for i in range(4)] + [f"minisat-{i}" for i in range(4)]
@@ -64,55 +79,231 @@ def portfolio_registry(path: Path) -> Path:
     return path
 
 
-def percentiles(values: list[float]) -> str:
+def pick(values: list[float], q: float) -> float:
     ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    return f"{pick(0.5):8.2f} {pick(0.9):8.2f} {pick(0.99):8.2f} {ordered[-1]:8.2f}"
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def preemption(address: str, attempts: int, runs: int) -> tuple[list[float], list[float]]:
-    to_result, server_side = [], []
+def percentiles(values: list[float]) -> str:
+    return " ".join(f"{pick(values, q):8.2f}" for q in (0.5, 0.9, 0.99, 1.0))
+
+
+# --- helpers in their own processes -------------------------------------------------------
+
+
+class Helper:
+    """A line-driven helper process of bench/preemption/floor.py."""
+
+    def __init__(self, *args: str) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.preemption.floor", *args],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def send(self, line: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+
+    def read(self) -> str:
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().strip()
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(10)
+
+
+class Watcher(Helper):
+    def __init__(self) -> None:
+        super().__init__("watch")
+
+    def arm(self, pids: list[int]) -> None:
+        self.send(" ".join(map(str, pids)))
+        assert self.read() == "ready"
+
+    def last_reaped_ns(self) -> int:
+        return int(self.read())
+
+
+def ms_since(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / 1e6
+
+
+# --- 1. preemption against the floor --------------------------------------------------------
+
+
+async def _running_pids(server: RunningServer, count: int) -> list[int]:
+    """The server's prover processes, once all `count` of them run."""
+    while True:
+        pids = server.prover_pids()
+        if len(pids) == count:
+            return pids
+        await asyncio.sleep(0.002)
+
+
+async def _until_running(job: Job) -> None:
+    while True:
+        status = await job.status()
+        if all(a.state.value == "running" for a in status.attempts):
+            return
+        await asyncio.sleep(0.002)
+
+
+async def _started_race(client: Client, server: RunningServer) -> tuple[Job, list[int]]:
+    job = await client.solve(HARD, provers=PORTFOLIO, time_limit=120)
+    await _until_running(job)
+    pids = await _running_pids(server, len(PORTFOLIO))
+    return job, pids
+
+
+async def cancel_once(client: Client, server: RunningServer, watcher: Watcher) -> float:
+    job, pids = await _started_race(client, server)
+    await asyncio.sleep(SETTLE_S)
+    watcher.arm(pids)
+    start = time.monotonic_ns()
+    status = await job.cancel("benchmark")
+    reaped = watcher.last_reaped_ns()
+    outcome = await job.result()
+    if status.state is SolveState.FINISHED or outcome.cancel_reason is None:
+        raise RuntimeError(f"the race ended before the cancel: {outcome.verdict}")
+    return ms_since(start, reaped)
+
+
+async def drop_once(client: Client, server: RunningServer, watcher: Watcher) -> float:
+    job, pids = await _started_race(client, server)
+    solve_id = (await job.status()).solve_id
+    await asyncio.sleep(SETTLE_S)
+    watcher.arm(pids)
+    start = time.monotonic_ns()
+    job.release()
+    del job
+    await client.provers()  # the Release left before this call
+    reaped = watcher.last_reaped_ns()
+    cancelled = server.cancel_requested(solve_id)
+    if cancelled["cause"] != "tokenDropped":
+        raise RuntimeError(f"expected a drop, the server saw {cancelled['cause']}")
+    server.solve_finished(solve_id)
+    return ms_since(start, reaped)
+
+
+def bare_once(bare: Helper, watcher: Watcher) -> float:
+    bare.send("spawn")
+    pids = [int(p) for p in bare.read().split()]
+    time.sleep(SETTLE_S)
+    watcher.arm(pids)
+    start = time.monotonic_ns()
+    bare.send("kill")
+    reaped = watcher.last_reaped_ns()
+    assert bare.read() == "done"
+    return ms_since(start, reaped)
+
+
+async def preemption_vs_floor(
+    server: RunningServer, registry: Registry, workdir: Path, runs: int
+) -> dict[str, list[float]]:
+    argvs = [json.dumps(registry.specs[p].argv(str(HARD_FILE))) for p in PORTFOLIO]
+    bare = Helper("bare", str(workdir), *argvs)
+    watcher = Watcher()
+    found: dict[str, list[float]] = {"cancel": [], "drop": [], "bare": []}
+    try:
+        async with Client.connect(server.address) as client:
+            for i in range(runs):
+                order = ["cancel", "drop", "bare"]
+                order = order[i % 3 :] + order[: i % 3]  # nobody always goes first
+                for what in order:
+                    if what == "cancel":
+                        found[what].append(await cancel_once(client, server, watcher))
+                    elif what == "drop":
+                        found[what].append(await drop_once(client, server, watcher))
+                    else:
+                        found[what].append(bare_once(bare, watcher))
+    finally:
+        bare.close()
+        watcher.close()
+    return found
+
+
+# --- 2. overhead against direct spawns ----------------------------------------------------
+
+
+async def trivial_solve(client: Client) -> float:
+    start = time.perf_counter()
+    job = await client.solve(TRIVIAL_CNF, provers=[TRIVIAL_PROVER], time_limit=30)
+    outcome = await job.result()
+    elapsed = (time.perf_counter() - start) * 1e3
+    if outcome.winner != TRIVIAL_PROVER:
+        raise RuntimeError(f"trivial solve failed: {outcome.verdict}")
+    return elapsed
+
+
+def direct_spawn(argv: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, check=False)
+    elapsed = (time.perf_counter() - start) * 1e3
+    if b"UNSATISFIABLE" not in done.stdout:
+        raise RuntimeError(f"direct run failed: {done.stdout[-200:]!r}")
+    return elapsed
+
+
+async def trivial_vs_direct(address: str, argv: list[str], runs: int) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {"service": [], "direct": []}
     async with Client.connect(address) as client:
+        await trivial_solve(client)  # warm-up
         for _ in range(runs):
-            job = await client.solve(HARD, provers=PORTFOLIO[:attempts])
-            while True:  # until every attempt's process runs
-                status = await job.status()
-                if all(a.state.value == "running" for a in status.attempts):
-                    break
-                await asyncio.sleep(0.005)
-            start = time.perf_counter()
-            await job.cancel("benchmark")
-            outcome = await job.result()
-            to_result.append((time.perf_counter() - start) * 1e3)
-            assert status.state is SolveState.RUNNING
-            server_side.append(max(a.stop.latency_ns for a in outcome.attempts if a.stop) / 1e6)
-    return to_result, server_side
+            found["service"].append(await trivial_solve(client))
+            found["direct"].append(direct_spawn(argv))
+    return found
 
 
-async def drop_latency(server: RunningServer, runs: int) -> tuple[list[float], list[float]]:
-    to_cancel, to_reaped = [], []
-    async with Client.connect(server.address) as client:
-        for _ in range(runs):
-            job = await client.solve(HARD, provers=PORTFOLIO[:2])
-            status = await job.status()
-            while not all(a.state.value == "running" for a in status.attempts):
-                await asyncio.sleep(0.005)
-                status = await job.status()
-            dropped_ns = time.time_ns()
-            job.release()
-            del job
-            await client.provers()  # the Release left before this call
-            cancelled = server.cancel_requested(status.solve_id)
-            finished = server.solve_finished(status.solve_id)
-            assert cancelled["cause"] == "tokenDropped"
-            to_cancel.append((event_unix_ns(cancelled) - dropped_ns) / 1e6)
-            to_reaped.append((event_unix_ns(finished) - dropped_ns) / 1e6)
-    return to_cancel, to_reaped
+async def service_throughput(address: str, clients: int, each: int) -> float:
+    """Solves per second: `clients` connections, each solving `each` trivial problems in turn."""
+
+    async def one_client(client: Client) -> None:
+        for _ in range(each):
+            await trivial_solve(client)
+
+    connections = [await Client.connect(address) for _ in range(clients)]
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(one_client(c) for c in connections))
+        return clients * each / (time.perf_counter() - start)
+    finally:
+        for connection in connections:
+            await connection.close()
 
 
+def direct_throughput(argv: list[str], clients: int, each: int) -> float:
+    """The same with `clients` threads spawning the prover directly."""
+
+    def loop() -> None:
+        for _ in range(each):
+            direct_spawn(argv)
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return clients * each / (time.perf_counter() - start)
+
+
+async def throughput_vs_direct(
+    address: str, argv: list[str], rounds: int, each: int
+) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {"service": [], "direct": []}
+    for _ in range(rounds):
+        found["service"].append(await service_throughput(address, CLIENTS, each))
+        found["direct"].append(direct_throughput(argv, CLIENTS, each))
+    return found
+
+
+# Kept for bench/overhead.py: the z3 demo problem, sequentially.
 async def through_service(address: str, runs: int) -> list[float]:
     content = TRIVIAL.read_text()
     times = []
@@ -136,55 +327,42 @@ def direct(runs: int) -> list[float]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
-    runs = args.runs
+# --- 3. the dispatcher ------------------------------------------------------------------
 
-    with tempfile.TemporaryDirectory() as tmp, running_server(
-        [
-            "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
-            "--provers-file", str(portfolio_registry(Path(tmp) / "portfolio.toml")),
-        ]
-    ) as server:  # fmt: skip
 
-        def run(coroutine: Coroutine[Any, Any, T]) -> T:
-            result: T = asyncio.run(capnp.run(coroutine))
-            return result
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU time of a process, its threads (live or ended) included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        print(f"proofrace core benchmark: {runs} runs each, ms")
-        print()
-        print("Preemption of a running race (cancel call -> every process reaped)")
-        print(f"{'attempts':>8}  {'measured at':<26} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-        for attempts in (1, 4, 8):
-            to_result, server_side = run(preemption(server.address, attempts, runs))
-            print(f"{attempts:>8}  {'client: cancel -> result':<26} {percentiles(to_result)}")
-            print(f"{'':>8}  {'server: trigger -> reaped':<26} {percentiles(server_side)}")
-        print()
-        print("Dropping the handle (Python client, 2 attempts running)")
-        to_cancel, to_reaped = run(drop_latency(server, runs))
-        print(f"{'':10}{'drop -> cancel recorded':<26} {percentiles(to_cancel)}")
-        print(f"{'':10}{'drop -> all reaped':<26} {percentiles(to_reaped)}")
-        print()
-        print("Overhead on a trivial problem (z3, distinct.smt2), sequential")
-        service = run(through_service(server.address, runs))
-        plain = direct(runs)
-        p50_service, p50_plain = statistics.median(service), statistics.median(plain)
-        print(f"{'':10}{'':26} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-        print(f"{'':10}{'z3 run directly':<26} {percentiles(plain)}")
-        print(f"{'':10}{'through proofrace':<26} {percentiles(service)}")
-        print(
-            f"{'':10}overhead at p50: {p50_service - p50_plain:+.2f} ms "
-            f"({p50_service / p50_plain:.2f}x the direct run)"
-        )
-        print()
-        registry = str(Path(tmp) / "portfolio.toml")
-        with remote_cluster(registry) as dispatcher:
-            print("Preemption across remote workers (2 workers x 4 slots, 8 attempts)")
-            to_result, server_side = run(preemption(dispatcher.address, 8, runs))
-            print(f"{'':10}{'client: cancel -> result':<26} {percentiles(to_result)}")
-            print(f"{'':10}{'dispatcher: trigger -> all':<26} {percentiles(server_side)}")
+
+async def dispatcher_cpu_per_attempt(dispatcher: RunningServer, attempts: int) -> float:
+    """Milliseconds of the dispatcher's CPU per remote attempt (one-attempt trivial solves,
+    eight at a time on one connection)."""
+    async with Client.connect(dispatcher.address) as client:
+        for _ in range(8):
+            await trivial_solve(client)  # warm-up
+        before = process_cpu_s(dispatcher.pid)
+        pending = attempts
+        while pending:
+            batch = min(8, pending)
+            await asyncio.gather(*(trivial_solve(client) for _ in range(batch)))
+            pending -= batch
+        return (process_cpu_s(dispatcher.pid) - before) * 1e3 / attempts
+
+
+async def remote_preemption(address: str, runs: int) -> list[float]:
+    """Cancel call until result() answers, 8 attempts spread over the workers."""
+    times = []
+    async with Client.connect(address) as client:
+        for _ in range(runs):
+            job = await client.solve(HARD, provers=PORTFOLIO, time_limit=120)
+            await _until_running(job)
+            start = time.perf_counter()
+            await job.cancel("benchmark")
+            await job.result()
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 @contextlib.contextmanager
@@ -199,6 +377,130 @@ def remote_cluster(registry: str) -> Iterator[RunningServer]:
             stack.enter_context(running_server([*worker_args, *common], command="worker"))
         dispatcher.wait_for_events(lambda e: e["event"] == "worker.registered", 2)
         yield dispatcher
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    result: T = asyncio.run(capnp.run(coroutine))
+    return result
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="runs per figure (default 30)")
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    args = parser.parse_args()
+    runs = args.runs
+    figures: dict[str, Any] = {"runs": runs, "load_before": os.getloadavg()}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry_file = portfolio_registry(Path(tmp) / "portfolio.toml")
+        registry = Registry.load([registry_file])
+        trivial_file = Path(tmp) / "trivial.cnf"
+        trivial_file.write_text(TRIVIAL_CNF)
+        trivial_argv = registry.specs[TRIVIAL_PROVER].argv(str(trivial_file))
+        serve = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
+        with running_server([*serve, "--provers-file", str(registry_file)]) as server:
+            print(f"proofrace core benchmark: {runs} runs per figure, ms unless said")
+            print()
+            print("1. Eight SAT attempts on pigeonhole-12 stopped; trigger -> all 8 reaped,")
+            print("   seen by a watcher process; interleaved run by run")
+            print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+            stops = _run(preemption_vs_floor(server, registry, Path(tmp), runs))
+            figures["preemption"] = stops
+            for key, label in (
+                ("cancel", "proofrace: cancel call"),
+                ("drop", "proofrace: handle dropped"),
+                ("bare", "bare loop: SIGKILL + reap, no RPC"),
+            ):
+                print(f"{'':4}{label:<34} {percentiles(stops[key])}")
+            print()
+
+            print(f"2. Overhead: {TRIVIAL_PROVER} on a two-clause CNF, interleaved")
+            trivial = _run(trivial_vs_direct(server.address, trivial_argv, runs))
+            figures["trivial"] = trivial
+            print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+            print(f"{'':4}{'spawned directly':<34} {percentiles(trivial['direct'])}")
+            print(f"{'':4}{'solved through proofrace':<34} {percentiles(trivial['service'])}")
+            each = max(2, runs // 5)
+            rounds = 3
+            rates = _run(throughput_vs_direct(server.address, trivial_argv, rounds, each))
+            figures["throughput"] = rates
+            print(
+                f"{'':4}solves/s at {CLIENTS} at once ({rounds} rounds of {CLIENTS}x{each}): "
+                f"direct {statistics.median(rates['direct']):.0f}, "
+                f"proofrace {statistics.median(rates['service']):.0f}"
+            )
+            print()
+
+        with remote_cluster(str(registry_file)) as dispatcher:
+            attempts = max(100, 10 * runs)
+            cpu = _run(dispatcher_cpu_per_attempt(dispatcher, attempts))
+            figures["dispatcher_cpu_ms"] = cpu
+            print("3. Remote workers (dispatcher with no local slots, 2 workers x 4 slots)")
+            print(f"{'':4}dispatcher CPU per remote attempt: {cpu:.2f} ms ({attempts} attempts)")
+            remote = _run(remote_preemption(dispatcher.address, max(5, runs // 3)))
+            figures["remote_cancel"] = remote
+            print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+            print(f"{'':4}{'8 remote: cancel -> result':<34} {percentiles(remote)}")
+            print()
+
+    figures["load_after"] = os.getloadavg()
+    ratios = summary(figures)
+    figures["ratios"] = ratios
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+def summary(figures: dict[str, Any]) -> dict[str, float]:
+    stops, trivial, rates = figures["preemption"], figures["trivial"], figures["throughput"]
+    bare50, bare99 = pick(stops["bare"], 0.5), pick(stops["bare"], 0.99)
+    ratios = {
+        "cancel_p50_ms": pick(stops["cancel"], 0.5),
+        "cancel_p99_ms": pick(stops["cancel"], 0.99),
+        "drop_p50_ms": pick(stops["drop"], 0.5),
+        "drop_p99_ms": pick(stops["drop"], 0.99),
+        "cancel_vs_bare_p50": pick(stops["cancel"], 0.5) / bare50,
+        "cancel_vs_bare_p99": pick(stops["cancel"], 0.99) / bare99,
+        "drop_vs_bare_p50": pick(stops["drop"], 0.5) / bare50,
+        "drop_vs_bare_p99": pick(stops["drop"], 0.99) / bare99,
+        "trivial_vs_direct": statistics.median(trivial["service"])
+        / statistics.median(trivial["direct"]),
+        "throughput_vs_direct": statistics.median(rates["service"])
+        / statistics.median(rates["direct"]),
+        "dispatcher_cpu_ms": figures["dispatcher_cpu_ms"],
+    }
+    r = ratios
+    load = figures["load_before"]
+    print(f"Ratios and targets (load average before the run: {load[0]:.2f} {load[1]:.2f})")
+    rows = [
+        ("cancel -> 8 reaped p50 / p99 (ms)", f"{r['cancel_p50_ms']:.2f} / "
+         f"{r['cancel_p99_ms']:.2f}", "<= 3 / 8 (quiet)",
+         r["cancel_p50_ms"] <= 3 and r["cancel_p99_ms"] <= 8),
+        ("drop -> 8 reaped p50 / p99 (ms)", f"{r['drop_p50_ms']:.2f} / {r['drop_p99_ms']:.2f}",
+         "<= 3 / 8 (quiet)", r["drop_p50_ms"] <= 3 and r["drop_p99_ms"] <= 8),
+        ("cancel / bare loop, p50 and p99", f"{r['cancel_vs_bare_p50']:.2f}x "
+         f"{r['cancel_vs_bare_p99']:.2f}x", "<= 1.3x",
+         max(r["cancel_vs_bare_p50"], r["cancel_vs_bare_p99"]) <= 1.3),
+        ("drop / bare loop, p50 and p99", f"{r['drop_vs_bare_p50']:.2f}x "
+         f"{r['drop_vs_bare_p99']:.2f}x", "<= 1.3x",
+         max(r["drop_vs_bare_p50"], r["drop_vs_bare_p99"]) <= 1.3),
+        ("trivial solve / direct spawn (median)", f"{r['trivial_vs_direct']:.2f}x", "<= 1.5x",
+         r["trivial_vs_direct"] <= 1.5),
+        (f"throughput at {CLIENTS} / direct loop", f"{r['throughput_vs_direct']:.2f}x",
+         ">= 0.6x", r["throughput_vs_direct"] >= 0.6),
+        ("dispatcher CPU per remote attempt", f"{r['dispatcher_cpu_ms']:.2f} ms", "<= 1.3 ms",
+         r["dispatcher_cpu_ms"] <= 1.3),
+    ]  # fmt: skip
+    for label, value, target, ok in rows:
+        print(f"{'':4}{label:<40} {value:>16}  target {target:<18} {_verdict(ok)}")
+    return ratios
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def write_test_registry(path: Path) -> Path:
             'formats = ["smtlib2", "dimacs", "tptp"]',
             "default = false",
             "rules = [['^unsat$', \"proved\"], ['^sat$', \"refuted\"]]",
+            # These two stand for provers that need SIGTERM (and a grace period) to stop.
+            *(['stop = "term"'] if name in ("think", "deaf") else []),
             "",
         ]
     path.write_text("\n".join(lines))

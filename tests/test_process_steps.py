@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,13 +56,18 @@ def gone(pid: int) -> bool:
 
 
 async def start(
-    tmp_path: Path, scope: CancelScope, guard: Guard, pids: Pids, argv: list[str]
+    tmp_path: Path,
+    scope: CancelScope,
+    guard: Guard,
+    pids: Pids,
+    argv: list[str],
+    limits: Limits = LIMITS,
 ) -> process.ProcessReport:
     return await supervise(
         argv,
         cwd=tmp_path,
         env={"PATH": os.environ["PATH"]},
-        limits=LIMITS,
+        limits=limits,
         scope=scope,
         output=OutputScanner([], 1024),
         guard=guard,  # type: ignore[arg-type]
@@ -76,8 +83,62 @@ async def test_a_process_is_preempted_and_reaped(tmp_path: Path) -> None:
     scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
     report = await running
     assert report.preemption is not None and report.preemption.reason.cause is CancelCause.CLIENT
-    assert report.exit.signal is not None and gone(pids[0])
+    assert report.exit.signal == signal.SIGKILL and gone(pids[0])
+    assert report.preemption.escalated is False
     assert guard.registered == guard.unregistered == pids
+
+
+async def test_a_prover_that_asks_for_sigterm_gets_it(tmp_path: Path) -> None:
+    guard, pids, scope = Guard(), Pids(), CancelScope()
+    gentle = replace(LIMITS, stop_signal=signal.SIGTERM)
+    running = asyncio.ensure_future(start(tmp_path, scope, guard, pids, ["sleep", "30"], gentle))
+    await pids.spawned.wait()
+    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
+    report = await running
+    assert report.exit.signal == signal.SIGTERM and gone(pids[0])
+    assert report.preemption is not None and report.preemption.escalated is False
+
+
+async def test_every_exit_seen_in_one_loop_turn_is_reaped_before_any_task_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Four processes are killed and the loop is held until all four have exited, so it sees
+    # the four exits in one turn. Whichever supervising task then goes on first must find all
+    # four already reaped: each readiness callback reaps, the tasks only account afterwards.
+    scope, guard, pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
+    seen: list[list[bool]] = []
+
+    class Output(OutputScanner):
+        def close(self) -> None:  # the supervising task's first step after the reap
+            seen.append([gone(p[0]) for p in pids])
+            super().close()
+
+    async def one(p: Pids) -> process.ProcessReport:
+        return await supervise(
+            ["sleep", "30"],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"]},
+            limits=LIMITS,
+            scope=scope.child(),
+            output=Output([], 1024),
+            guard=guard,  # type: ignore[arg-type]
+            on_spawn=p.append,
+            on_stopping=lambda: None,
+        )
+
+    running = [asyncio.ensure_future(one(p)) for p in pids]
+    for p in pids:
+        await p.spawned.wait()
+    fds = [os.pidfd_open(p[0]) for p in pids]
+    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))  # SIGKILL leaves here
+    waiting = set(fds)
+    while waiting:  # the loop is held on purpose until every process has exited
+        waiting -= set(select.select(list(waiting), [], [])[0])
+    for fd in fds:
+        os.close(fd)
+    reports = await asyncio.gather(*running)
+    assert seen[0] == [True] * 4
+    assert all(r.exit.signal == signal.SIGKILL for r in reports)
 
 
 async def test_when_pidfd_open_fails_the_process_is_still_reaped(

@@ -4,9 +4,16 @@ the registry and the settings."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import io
+import json
 import re
+import signal
+import sys
+import time
 
 import pytest
+import structlog
 
 from proofrace.backends.registry import Registry, RegistryError, parse
 from proofrace.backends.verdicts import Finding, OutputScanner, Rule
@@ -25,6 +32,7 @@ from proofrace.core.model import (
     Strategy,
     Verdict,
 )
+from proofrace.observe import logs
 from proofrace.race.strategy import Judge
 
 CLIENT = CancelReason(CancelCause.CLIENT, "stop")
@@ -294,6 +302,18 @@ def test_the_built_in_registry_loads() -> None:
     assert registry.specs["minisat"].argv("p.cnf") == ["minisat", "-verb=0", "p.cnf", "model.out"]
 
 
+GOOD = {"command": ["x", "{input}"], "formats": ["tptp"], "rules": [["a", "proved"]]}
+
+
+def test_a_prover_is_stopped_with_sigkill_unless_its_entry_asks_for_sigterm() -> None:
+    specs = parse(
+        {"plain": GOOD, "gentle": {**GOOD, "stop": "term", "grace_s": 1.5}}, origin="test.toml"
+    )
+    assert specs["plain"].stop_signal == signal.SIGKILL and specs["plain"].grace_s is None
+    assert specs["gentle"].stop_signal == signal.SIGTERM and specs["gentle"].grace_s == 1.5
+    assert all(s.stop_signal == signal.SIGKILL for s in Registry.load().specs.values())
+
+
 @pytest.mark.parametrize(
     ("table", "complaint"),
     [
@@ -303,6 +323,8 @@ def test_the_built_in_registry_loads() -> None:
         ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": [["(", "proved"]]}, "rule"),
         ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": [["a", "great"]]}, "great"),
         ({"command": ["x", "{input}"], "formats": ["tptp"], "rules": []}, "answer"),
+        ({**GOOD, "stop": "int"}, "stop"),
+        ({**GOOD, "stop": "term", "grace_s": -1}, "grace_s"),
     ],
 )
 def test_registry_errors_name_the_prover_and_the_field(table: dict, complaint: str) -> None:
@@ -338,3 +360,34 @@ def test_settings_layer_file_then_environment_then_flags(tmp_path) -> None:
 def test_bad_settings_are_refused_clearly(environ: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.load(None, environ=environ)
+
+
+# --- logs ------------------------------------------------------------------------------
+
+
+def test_log_lines_inside_the_loop_wait_for_the_batch_and_keep_their_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    logs.configure("json")
+    try:
+        log = structlog.get_logger("test")
+
+        async def inside() -> tuple[str, int]:
+            called = time.time_ns()
+            log.info("attempt.reaped", pid=7)
+            before = out.getvalue()  # nothing rendered or written in the call itself
+            logs.flush()
+            return before, called
+
+        before, called = asyncio.run(inside())
+        assert before == ""
+        (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+        assert line["event"] == "attempt.reaped" and line["pid"] == 7
+        stamp = datetime.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+        assert abs(stamp.timestamp() * 1e9 - called) < 5e6  # the call's instant
+        log.info("outside.the.loop")  # no loop: written at once
+        assert json.loads(out.getvalue().splitlines()[-1])["event"] == "outside.the.loop"
+    finally:
+        structlog.reset_defaults()

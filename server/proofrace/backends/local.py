@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
 import signal
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proofrace.backends.base import not_started, stopped_outcome
 from proofrace.backends.certify import CheckContext, certify, output_to_keep
-from proofrace.backends.process import Limits, ProcessReport, supervise
+from proofrace.backends.process import Limits, ProcessReport, off_loop, supervise
 from proofrace.backends.registry import Registry
 from proofrace.backends.verdicts import Finding, Match, OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
@@ -28,6 +28,9 @@ from proofrace.core.model import (
     Stop,
 )
 from proofrace.core.progress import AttemptProgress
+
+# Names scratch directories uniquely inside the server's own private temporary root.
+_SERIAL = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,27 @@ class LocalBackend:
         spec = self._registry.specs[prover]
         if scope.cancel_called:
             return not_started(prover, scope)
-        workdir = Path(tempfile.mkdtemp(prefix=f"{prover}-", dir=self._temp_root))
-        try:
-            input_name = "problem" + FILE_SUFFIX[problem.format]
+        # The scratch directory's name is fixed here; it is made, with the input file, on the
+        # spawn thread just before the spawn, and removed off the loop too.
+        workdir = self._temp_root / f"{prover}-{next(_SERIAL)}"
+        input_name = "problem" + FILE_SUFFIX[problem.format]
+
+        def prepare() -> None:
+            workdir.mkdir(mode=0o700)
             (workdir / input_name).write_bytes(problem.content)
+
+        try:
             scanner = OutputScanner(
                 spec.rules, self._settings.output_tail_bytes, keep_bytes=output_to_keep(spec)
             )
             progress.output_bytes = lambda: scanner.total_bytes
+            grace = self._settings.grace_seconds if spec.grace_s is None else spec.grace_s
             limits = Limits(
                 cpu_seconds=math.ceil(timeout_s) + 1,
                 memory_bytes=self._settings.memory_bytes,
                 file_bytes=self._settings.file_bytes,
-                grace_seconds=self._settings.grace_seconds,
+                grace_seconds=grace,
+                stop_signal=spec.stop_signal,
             )
             try:
                 report = await supervise(
@@ -87,6 +98,7 @@ class LocalBackend:
                     guard=self._guard,
                     on_spawn=progress.started,
                     on_stopping=progress.stopping,
+                    prepare=prepare,
                 )
             except OSError as e:
                 return AttemptResult(
@@ -101,7 +113,7 @@ class LocalBackend:
                 spec, problem, _classify(prover, report, scanner), scanner.kept, checks
             )
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            await off_loop(lambda: shutil.rmtree(workdir, ignore_errors=True))
 
     def _environment(self, workdir: Path) -> dict[str, str]:
         return {

@@ -1,10 +1,21 @@
 """Running one prover process under supervision: start, watch, preempt, reap.
 
 - Each attempt is the leader of its own session and process group; stopping it signals the
-  whole group (a prover's helpers die with it), SIGTERM first, SIGKILL after a grace period.
+  whole group (a prover's helpers die with it). SIGKILL by default: it brings a prover down
+  as fast as any signal and needs no second step. A prover that must clean up asks for
+  SIGTERM in its registry entry, and gets SIGKILL after its grace period if still running.
 - Exit is awaited on a pidfd registered with the event loop: no polling, no watcher threads.
-- When the leader has exited but is not yet reaped, its zombie still holds the group id, so
-  one more SIGKILL to the group clears any stragglers without risk of hitting a reused pid.
+- Reap at once: the pidfd's readiness callback reaps the process (`waitid` on the pidfd) in
+  the same event-loop turn that sees the exit, before any task wakes up to account for it.
+  Reports, logs and metrics come after, so eight losers exiting together are all reaped
+  before the first line is written.
+- Before the reap, the zombie leader still holds the group id, so one more SIGKILL to the
+  group clears any stragglers without risk of hitting a reused pid.
+- The spawn sets no `preexec_fn`, so subprocess takes its vfork path; a launcher that sets
+  limits in the child can be put in front of `argv` without changing any of this. While other
+  processes are supervised, it runs on a small thread pool, with whatever file work the caller
+  needs before it: the event loop does not wait for an exec or a disk, and goes on reaping
+  and serving meanwhile. Alone, it runs in the loop: a thread hop would only add latency.
 - The process counts as stopped only once it is reaped.
 """
 
@@ -18,18 +29,42 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope, outlast
 from proofrace.core.model import CancelReason, Exit
 
+T = TypeVar("T")
 _READ_CHUNK = 64 * 1024
 # After the group is dead its pipe closes at once; this only bounds a process that escaped
 # the group (a new session of its own) while holding the pipe.
 _DRAIN_TIMEOUT_S = 1.0
+
+# Spawns and scratch-file work, off the event loop. A few threads: each mostly waits in the
+# kernel (vfork until the exec, or the file system), with the interpreter lock released.
+_OFF_LOOP = ThreadPoolExecutor(max_workers=4, thread_name_prefix="proofrace-spawn")
+
+
+class _Live:
+    """How many processes this module supervises right now."""
+
+    count = 0
+
+
+_live = _Live()
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run blocking file or process work on the spawn threads while any process is being
+    supervised (the loop must stay free to reap it); in the loop itself otherwise."""
+    if _live.count == 0:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(_OFF_LOOP, work)
 
 
 @dataclass(frozen=True)
@@ -37,7 +72,8 @@ class Limits:
     cpu_seconds: int  # RLIMIT_CPU soft limit; the hard limit is one second more
     memory_bytes: int  # RLIMIT_AS; 0 for no limit
     file_bytes: int  # RLIMIT_FSIZE: the largest file it may write; 0 for no limit
-    grace_seconds: float  # SIGTERM to SIGKILL
+    grace_seconds: float  # stop_signal to SIGKILL, when stop_signal is not SIGKILL
+    stop_signal: int = signal.SIGKILL  # what preemption sends first
 
 
 @dataclass(frozen=True)
@@ -67,31 +103,52 @@ async def supervise(
     guard: OrphanGuard,
     on_spawn: Callable[[int], None],
     on_stopping: Callable[[], None],
+    prepare: Callable[[], None] = lambda: None,
 ) -> ProcessReport:
     """Run `argv` until it exits or `scope` is cancelled; return once it is reaped.
 
-    The steps: spawn, pump its output, preempt (SIGTERM, then SIGKILL after the grace period)
-    if the scope is cancelled, reap. Whatever fails after the spawn, the process is reaped
-    before the error goes on. Raises OSError if the process cannot be started.
+    The steps: spawn, pump its output, preempt (the stop signal, then SIGKILL after the grace
+    period if that was not SIGKILL already) if the scope is cancelled, reap. Whatever fails
+    after the spawn, the process is reaped before the error goes on. `prepare` runs just
+    before the spawn, where the spawn runs (writing the input file, say). Raises
+    OSError if the process cannot be started.
     """
-    proc = spawn(argv, cwd=cwd, env=env, limits=limits)
+    proc = await _spawn_off_loop(argv, cwd=cwd, env=env, limits=limits, prepare=prepare)
+    _live.count += 1
+    try:
+        return await _supervise(proc, scope, limits, output, guard, on_spawn, on_stopping)
+    finally:
+        _live.count -= 1
+
+
+async def _supervise(
+    proc: subprocess.Popen[bytes],
+    scope: CancelScope,
+    limits: Limits,
+    output: OutputScanner,
+    guard: OrphanGuard,
+    on_spawn: Callable[[int], None],
+    on_stopping: Callable[[], None],
+) -> ProcessReport:
     started_ns = time.monotonic_ns()
     guard.register(proc.pid)
     pump: _Pump | None = None
+    watch: _Watch | None = None
     try:
         on_spawn(proc.pid)
         pump = _Pump(proc, output)
-        preemption = await _until_exit(proc, scope, limits.grace_seconds, on_stopping)
+        watch = _Watch(proc, pump, guard)
+        preemption = await _until_reaped(watch, scope, limits, on_stopping)
     except BaseException:
-        _reap(proc, guard)
+        if watch is None or not watch.reaped:
+            _reap_now(proc, guard)
         if pump is not None:
             pump.close()
         else:
             _close_output(proc, output)
         raise
-    returncode, reaped_ns = _reap(proc, guard)
     await pump.finish()
-
+    returncode, reaped_ns = watch.returncode, watch.reaped_ns
     exit_status = Exit(signal=-returncode) if returncode < 0 else Exit(code=returncode)
     cpu_limited = exit_status.signal == signal.SIGXCPU
     return ProcessReport(exit_status, started_ns, reaped_ns, preemption, cpu_limited)
@@ -102,8 +159,9 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start `argv` as the leader of a new session and process group, its output (stdout and
     stderr together) on a pipe, with its resource limits applied. Raises OSError."""
-    # Popen returns as soon as the exec succeeded (no waiting); asyncio's own subprocess API
-    # would bring its child watcher, and this module waits on a pidfd instead.
+    # No preexec_fn: Popen then uses vfork (the parent's memory is not copied) and returns as
+    # soon as the exec succeeded. asyncio's own subprocess API would bring its child watcher;
+    # this module waits on a pidfd instead.
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -125,6 +183,38 @@ def spawn(
     return proc
 
 
+async def _spawn_off_loop(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limits: Limits,
+    prepare: Callable[[], None],
+) -> subprocess.Popen[bytes]:
+    def work() -> subprocess.Popen[bytes]:
+        prepare()
+        return spawn(argv, cwd=cwd, env=env, limits=limits)
+
+    if _live.count == 0:
+        # Nothing else to serve or reap: a thread hop would only add two wake-ups.
+        return work()
+    started = asyncio.get_running_loop().run_in_executor(_OFF_LOOP, work)
+    try:
+        return await asyncio.shield(started)
+    except asyncio.CancelledError:
+        # Torn down while the spawn ran: a process that did start must not be left behind.
+        try:
+            proc = await outlast(started)
+        except Exception:
+            raise asyncio.CancelledError from None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        raise
+
+
 class _Pump:
     """Feeds the process's output to the scanner as it becomes readable, until end-of-file."""
 
@@ -134,29 +224,45 @@ class _Pump:
         self._output = output
         self._fd = proc.stdout.fileno()
         self._loop = asyncio.get_running_loop()
-        self._drained: asyncio.Future[None] = self._loop.create_future()
+        self._drained: asyncio.Future[None] | None = None
+        self._eof = False
         os.set_blocking(self._fd, False)
         self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, _READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self._output.feed(data)
-        else:
+        self.read_available()
+        if self._eof:
             self._loop.remove_reader(self._fd)
-            if not self._drained.done():
+            if self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
 
+    def read_available(self) -> None:
+        """Read what the pipe holds now, without waiting; notes end-of-file."""
+        while not self._eof:
+            try:
+                data = os.read(self._fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._eof = True
+                return
+            self._output.feed(data)
+            if len(data) < _READ_CHUNK:
+                return  # likely empty now; the next readiness says if not
+
     async def finish(self) -> None:
-        """Once the process is reaped: read what is left, then close the pipe and scanner."""
+        """Once the process is reaped: read what is left, then close the pipe and scanner.
+        The group is dead by then, so end-of-file is nearly always already there."""
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._drained), _DRAIN_TIMEOUT_S)
+            self.read_available()
+            if not self._eof:
+                self.read_available()
+            if not self._eof:
+                self._drained = self._loop.create_future()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._drained), _DRAIN_TIMEOUT_S)
         finally:
             self.close()
 
@@ -171,26 +277,77 @@ def _close_output(proc: subprocess.Popen[bytes], output: OutputScanner) -> None:
     output.close()
 
 
+class _Watch:
+    """Waits for the process's exit on a pidfd and reaps it in the readiness callback itself,
+    so the reap happens in the event-loop turn that sees the exit."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], pump: _Pump, guard: OrphanGuard) -> None:
+        self._proc = proc
+        self._pump = pump
+        self._guard = guard
+        self._loop = asyncio.get_running_loop()
+        self.reaped_future: asyncio.Future[None] = self._loop.create_future()
+        self.returncode = 0
+        self.reaped_ns = 0
+        self._pidfd = os.pidfd_open(proc.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def reaped(self) -> bool:
+        return self.reaped_future.done()
+
+    def _on_exit(self) -> None:
+        # Stragglers first: the zombie leader still pins the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        try:
+            info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            info = None  # reaped elsewhere (cannot happen here); report a plain exit
+        else:
+            if info is None:
+                return  # not exited after all
+        self.reaped_ns = time.monotonic_ns()
+        self.close()
+        if info is not None:
+            code = info.si_status
+            self.returncode = code if info.si_code == os.CLD_EXITED else -code
+        self._proc.returncode = self.returncode  # Popen must not wait for it again
+        self._guard.unregister(self._proc.pid)
+        # The leader is gone and its output all written: take it in now.
+        self._pump.read_available()
+        self.reaped_future.set_result(None)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
 class _Stopper:
-    """Preemption and escalation of one process group: SIGTERM when the scope is cancelled,
-    SIGKILL if it has not exited after the grace period."""
+    """Preemption and escalation of one process group: the stop signal when the scope is
+    cancelled, and SIGKILL after the grace period if that was a gentler one."""
 
     def __init__(
         self,
         pgid: int,
         scope: CancelScope,
-        grace_seconds: float,
-        exited: asyncio.Future[None],
+        limits: Limits,
+        watch: _Watch,
         on_stopping: Callable[[], None],
     ) -> None:
         self._pgid = pgid
         self._scope = scope
-        self._grace_seconds = grace_seconds
-        self._exited = exited
+        self._limits = limits
+        self._watch = watch
         self._on_stopping = on_stopping
         self._escalation: asyncio.TimerHandle | None = None
         self.preemption: Preemption | None = None
-        self._escalated = False
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -198,18 +355,19 @@ class _Stopper:
 
     def preempt(self, reason: CancelReason) -> None:
         # Runs inside CancelScope.cancel(): the signal leaves in the trigger's own call stack.
-        if self._exited.done():
+        if self._watch.reaped:
             return
         trigger_ns = self._scope.called_ns or time.monotonic_ns()
         self.preemption = Preemption(reason, trigger_ns, escalated=False)
-        self.signal(signal.SIGTERM)
-        self._escalation = asyncio.get_running_loop().call_later(
-            self._grace_seconds, self._escalate
-        )
+        self.signal(self._limits.stop_signal)
+        if self._limits.stop_signal != signal.SIGKILL:
+            self._escalation = asyncio.get_running_loop().call_later(
+                self._limits.grace_seconds, self._escalate
+            )
         self._on_stopping()
 
     def _escalate(self) -> None:
-        if not self._exited.done() and self.preemption is not None:
+        if not self._watch.reaped and self.preemption is not None:
             self.preemption = replace(self.preemption, escalated=True)
             self.signal(signal.SIGKILL)
 
@@ -218,60 +376,42 @@ class _Stopper:
             self._escalation.cancel()
 
 
-async def _until_exit(
-    proc: subprocess.Popen[bytes],
-    scope: CancelScope,
-    grace_seconds: float,
-    on_stopping: Callable[[], None],
+async def _until_reaped(
+    watch: _Watch, scope: CancelScope, limits: Limits, on_stopping: Callable[[], None]
 ) -> Preemption | None:
-    """Wait for the process to exit (not yet reaped), preempting it if `scope` is cancelled.
-    Returns the preemption, if there was one."""
-    loop = asyncio.get_running_loop()
-    pidfd = os.pidfd_open(proc.pid)
+    """Wait until the process has exited and been reaped, preempting it if `scope` is
+    cancelled. Returns the preemption, if there was one."""
+    stopper = _Stopper(watch.pid, scope, limits, watch, on_stopping)
+    remove_preempt = scope.on_cancel(stopper.preempt)
     try:
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def on_exit() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, on_exit)
-        stopper = _Stopper(proc.pid, scope, grace_seconds, exited, on_stopping)
-        remove_preempt = scope.on_cancel(stopper.preempt)
-        try:
-            await exited
-        except asyncio.CancelledError:
-            # The task itself is being torn down (server stopping hard): still wait for the
-            # exit, so the reap that follows does not block.
-            stopper.signal(signal.SIGKILL)
-            await outlast(exited)
-            raise
-        finally:
-            remove_preempt()
-            stopper.disarm()
-            loop.remove_reader(pidfd)
-        return stopper.preemption
+        # Shielded: cancelling the task must not cancel the reap's own future.
+        await asyncio.shield(watch.reaped_future)
+    except asyncio.CancelledError:
+        # The task itself is being torn down (server stopping hard): still wait for the
+        # reap, so nothing is left behind.
+        stopper.signal(signal.SIGKILL)
+        await outlast(watch.reaped_future)
+        raise
     finally:
-        os.close(pidfd)
+        remove_preempt()
+        stopper.disarm()
+        watch.close()
+    return stopper.preemption
 
 
-def _reap(proc: subprocess.Popen[bytes], guard: OrphanGuard) -> tuple[int, int]:
-    """Kill whatever is left of the group and reap the leader: its return code and the instant.
-
-    After a normal exit this returns at once; when an earlier step failed it kills the process
-    first, so the wait is short either way."""
-    # Stragglers: the zombie leader still pins the group id, so this cannot hit a reused pid.
+def _reap_now(proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
+    """When a step failed: kill whatever is left of the group and reap the leader, blocking
+    (it was just sent SIGKILL, so the wait is short)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    returncode = proc.wait()
-    reaped_ns = time.monotonic_ns()
+    proc.wait()
     guard.unregister(proc.pid)
-    return returncode, reaped_ns
 
 
 def _apply_limits(pid: int, limits: Limits) -> None:
     # Set from the parent right after exec rather than in a preexec_fn, which is unsafe in a
-    # process with threads; a prover cannot use meaningful CPU or memory in those microseconds.
+    # process with threads and would rule out vfork; a prover cannot use meaningful CPU or
+    # memory in those microseconds.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         if limits.memory_bytes > 0:

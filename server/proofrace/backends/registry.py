@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,10 @@ class ProverSpec:
     proof: str = ""  # the proof it writes to the {proof} file: "drat", or "" (none)
     check: tuple[str, ...] = ()  # argv of the checker of its certificates
     handles: frozenset[str] | None = None  # problem features it reads; None: all
+    # How a preempted attempt is stopped: SIGKILL at once unless the entry asks for SIGTERM
+    # (`stop = "term"`), then SIGKILL after `grace_s` (the server's grace period if unset).
+    stop_signal: int = signal.SIGKILL
+    grace_s: float | None = None
 
     def argv(self, input_name: str) -> list[str]:
         return [
@@ -122,6 +127,12 @@ def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
         isinstance(handles, list) and all(isinstance(h, str) for h in handles)
     ):
         raise RegistryError(f"{where}: 'handles' must be a list of feature names")
+    stop = table.get("stop", "kill")
+    if stop not in _STOP_SIGNALS:
+        raise RegistryError(f'{where}: \'stop\' must be "kill" or "term"')
+    grace = table.get("grace_s")
+    if grace is not None and (not isinstance(grace, int | float) or grace < 0):
+        raise RegistryError(f"{where}: 'grace_s' must be a number of seconds, 0 or more")
     return ProverSpec(
         name=name,
         command=tuple(command),
@@ -135,7 +146,12 @@ def _parse_one(name: str, table: Any, origin: str) -> ProverSpec:
         proof=proof,
         check=tuple(check),
         handles=frozenset(handles) if handles is not None else None,
+        stop_signal=_STOP_SIGNALS[stop],
+        grace_s=float(grace) if grace is not None else None,
     )
+
+
+_STOP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
 
 
 def _probe(spec: ProverSpec) -> ProverInfo:

@@ -1,7 +1,10 @@
 """The orphan guard: no prover outlives the server, even one killed with SIGKILL.
 
 A small helper process, started with the server, holds the read end of a pipe. The server
-writes the process group of every attempt it starts (+pgid) and ends (-pgid). When the pipe
+writes the process group of every attempt it starts (+pgid) and ends (-pgid). Inside the event
+loop these lines are gathered and written once per loop turn, so a race of eight costs one
+write (and one wake-up of the guard), not sixteen; a process started but not yet written
+down is still found by its environment marker. When the pipe
 reaches end-of-file, the server is gone, however it died: the guard kills every group still
 registered, then every process carrying the server's environment marker (this closes the
 window between fork and registration), and removes the server's temporary directory.
@@ -30,6 +33,7 @@ class OrphanGuard:
         self._process = process
         self.marker = marker
         self._broken = False
+        self._pending: list[str] = []
 
     @classmethod
     def start(cls, temp_root: Path) -> OrphanGuard:
@@ -57,6 +61,7 @@ class OrphanGuard:
 
         Its exit is awaited on a pidfd, so the event loop runs on meanwhile; a guard that has
         not exited after `timeout_s` is killed."""
+        self._write()
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
@@ -65,11 +70,23 @@ class OrphanGuard:
         self._process.wait()  # it has exited, or been sent SIGKILL: this returns at once
 
     def _send(self, line: str) -> None:
+        if self._broken:
+            return
+        self._pending.append(line)
+        if len(self._pending) > 1:
+            return  # a write is already due this turn
+        try:
+            asyncio.get_running_loop().call_soon(self._write)
+        except RuntimeError:
+            self._write()  # no loop running: at once
+
+    def _write(self) -> None:
         stdin = self._process.stdin
-        if stdin is None or self._broken:
+        lines, self._pending = self._pending, []
+        if stdin is None or self._broken or not lines:
             return
         try:
-            stdin.write(line.encode())
+            stdin.write("".join(lines).encode())
             stdin.flush()
         except OSError:
             # The guard died; attempts still get reaped by the server itself.

@@ -40,6 +40,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         runtime.run(worker_app.work(settings) if worker else app.serve(settings))
     except (RegistryError, OSError) as error:
+        logs.flush()
         print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 1
+    logs.flush()
     return 0

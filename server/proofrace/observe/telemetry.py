@@ -82,7 +82,7 @@ class Telemetry:
         )
 
     def attempt_finished(self, solve_id: str, attempt: str, result: AttemptResult) -> None:
-        log = self._log.bind(solve_id=solve_id, attempt=attempt, prover=result.prover)
+        ids = {"solve_id": solve_id, "attempt": attempt, "prover": result.prover}
         if attempt in self._started:
             self._started.discard(attempt)
             self.metrics.attempts_in_flight.dec()
@@ -95,8 +95,9 @@ class Telemetry:
             self.metrics.preemption_latency.labels(stop.reason.cause.value, result.prover).observe(
                 stop.latency_ns * _NS
             )
-            log.info(
+            self._log.info(
                 "attempt.preempted",
+                **ids,
                 reason=stop.reason.cause.value,
                 message=stop.reason.message,
                 latency_us=_us(stop.latency_ns),
@@ -105,8 +106,9 @@ class Telemetry:
         # `reaped` only when a process of this attempt was seen to end; an attempt that never
         # started, or whose worker was lost, ended without anyone reaping it here.
         reaped = result.exit.code is not None or result.exit.signal is not None
-        log.info(
+        self._log.info(
             "attempt.reaped" if reaped else "attempt.ended",
+            **ids,
             outcome=result.outcome.value,
             answer=result.answer.value,
             status=result.status,

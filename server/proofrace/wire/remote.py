@@ -26,6 +26,7 @@ from proofrace.core.cancel import CancelScope
 from proofrace.core.model import (
     AttemptOutcome,
     AttemptResult,
+    CancelReason,
     Problem,
     ProverInfo,
     Stop,
@@ -120,19 +121,26 @@ class RemoteWorker:
         request.events = AttemptEventsServer(progress, ended)
         started_ns = time.monotonic_ns()
         call = call_task(request.send())
-        cancelled = asyncio.ensure_future(scope.wait())
+
+        # Preempt: cancelling the call is what reaches the worker's coroutine. Done in the
+        # scope's callback, so no second task or wait set is needed per attempt.
+        def preempt(_reason: CancelReason) -> None:
+            call.cancel()
+
+        remove = scope.on_cancel(preempt)
         try:
-            await asyncio.wait({call, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            await call
         except asyncio.CancelledError:
-            call.cancel()  # torn down from above: the worker must stop too
-            raise
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # torn down from above: awaiting `call` cancelled it, the worker stops
+        except Exception:
+            pass  # read by _finished
         finally:
-            cancelled.cancel()
-        if call.done():
-            return self._finished(prover, call)
-        # Preempt: cancelling the call is what reaches the worker's coroutine.
+            remove()
+        if not call.cancelled():
+            return self._finished(prover, call, ended)
         progress.stopping()
-        call.cancel()
         assert scope.reason is not None
         trigger = scope.called_ns or time.monotonic_ns()
         try:
@@ -162,7 +170,11 @@ class RemoteWorker:
             message=f"on worker {self.info.name}; its own stop took {own} us",
         )
 
-    def _finished(self, prover: str, call: asyncio.Future[Any]) -> AttemptResult:
+    def _finished(
+        self, prover: str, call: asyncio.Future[Any], ended: asyncio.Future[AttemptResult]
+    ) -> AttemptResult:
+        if ended.done():
+            return ended.result()  # the same result, already read from the `ended` event
         try:
             response = call.result()
         except (capnp.KjException, OSError) as error:
