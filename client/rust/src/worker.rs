@@ -458,9 +458,15 @@ impl Worker {
         };
         let failure = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(done)) => Ok(done),
+            // The stream broke before the login and the first ping were answered
+            // (a TLS peer that refused our certificate, say): no connection formed.
             Ok(Err(Error::Disconnected(why))) => Err(Error::connect(
                 &addr,
                 std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why),
+            )),
+            Ok(Err(Error::Rpc(e))) => Err(Error::connect(
+                &addr,
+                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e.to_string()),
             )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(timed_out()),
