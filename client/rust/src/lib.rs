@@ -23,17 +23,17 @@
 //! goes with it, and so does the race (its provers are killed and reaped):
 //!
 //! ```no_run
-//! use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
+//! use axum::{extract::State, http::StatusCode, routing::post, Router};
 //! use proofrace_client::{Client, Error, HostOutcome, SolveRequest};
 //!
-//! async fn prove(State(client): State<Client>, goal: String) -> Result<Json<String>, StatusCode> {
+//! async fn prove(State(client): State<Client>, goal: String) -> Result<String, StatusCode> {
 //!     let handle = client.solve(SolveRequest::new(goal).prover("z3").prover("cvc5"));
 //!     // If the HTTP client disconnects here, axum drops this future: the handle
 //!     // is dropped and the server cancels the race (cause `tokenDropped`).
 //!     match handle.result().await {
 //!         Ok(outcome) => match outcome.host_outcome() {
-//!             HostOutcome::Proved { prover, .. } => Ok(Json(format!("proved by {prover}"))),
-//!             other => Ok(Json(other.to_string())),
+//!             HostOutcome::Proved { prover, .. } => Ok(format!("proved by {prover}")),
+//!             other => Ok(other.to_string()),
 //!         },
 //!         Err(e) if e.is_retryable() => Err(StatusCode::SERVICE_UNAVAILABLE),
 //!         Err(Error::InvalidRequest(_)) => Err(StatusCode::BAD_REQUEST),
@@ -65,7 +65,7 @@
 //!     outcome = handle.result() => println!("{}", outcome?.host_outcome()),
 //!     _ = tokio::time::sleep(Duration::from_secs(5)) => {
 //!         // Queued at once; awaiting it is optional.
-//!         let _ = handle.cancel("the user pressed stop");
+//!         drop(handle.cancel("the user pressed stop"));
 //!         let outcome = handle.result().await?;
 //!         assert!(matches!(outcome.verdict, Verdict::Cancelled(ref r) if r.cause == CancelCause::Client));
 //!         assert!(matches!(outcome.host_outcome(), HostOutcome::Cancelled { .. }));
