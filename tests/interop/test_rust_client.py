@@ -264,3 +264,36 @@ def test_cargo_test_against_this_server(server: Any, rust: RustBuild) -> None:
     # unit tests, live_server, connection, host_cases, doc tests
     assert len(results) >= 5 and all(" 0 failed" in line for line in results), results
     assert not server.prover_pids()
+
+
+def test_dropping_every_client_and_handle_closes_the_connection(
+    own_server: Any, rust: RustBuild
+) -> None:
+    """The server sees the drop itself (not the process exiting): the connection closes and
+    the race is cancelled while the client's process still lives."""
+    client = subprocess.Popen(
+        [str(rust.example), HARD, "--addr", own_server.address, "--json", *HARD_PROVERS,
+         "--drop-all-after-running"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        lines: list[dict[str, Any]] = []
+        while not lines or lines[-1]["event"] != "dropped":
+            line = client.stdout.readline()
+            assert line, f"proofrace-solve ended early: {lines}"
+            lines.append(json.loads(line))
+        solve_id = only(lines, "dropped")["solve_id"]
+
+        finished = own_server.solve_finished(solve_id)
+        assert finished["verdict"] == "cancelled"
+        # The release and the close leave together: either may be what ended the race.
+        assert finished["cause"] in {"tokenDropped", "disconnected"}
+        own_server.wait_event(event="connection.closed")
+        assert own_server.metric("proofrace_connections") == 0
+        assert not own_server.prover_pids()
+        assert client.poll() is None, "the server saw the drop, not the process exiting"
+    finally:
+        if client.stdin is not None:
+            client.stdin.close()
+        client.wait(timeout=30)

@@ -16,6 +16,9 @@
 //! * `--drop-after-running` waits until every attempt runs, drops the handle
 //!   (the server cancels with `tokenDropped`), makes one more round trip so the
 //!   server has read the release, and prints the instant of the drop.
+//! * `--drop-all-after-running` waits until every attempt runs, drops the handle
+//!   and the client (the connection closes), prints the instant, then stays
+//!   alive until stdin ends: what the server sees is the drop, not an exit.
 //!
 //! With `--json`, every line printed is one JSON object with an `event` field;
 //! instants are wall-clock unix nanoseconds (`*_unix_ns`), comparable with the
@@ -33,7 +36,8 @@ use proofrace_client::{
 
 const USAGE: &str = "usage: proofrace-solve FILE [--addr A] [--prover P]... [--strategy S] \
 [--format F] [--timeout-ms N] [--goal-id ID] [--json] \
-[--cancel-pipelined REASON | --cancel-after-running REASON | --drop-after-running] \
+[--cancel-pipelined REASON | --cancel-after-running REASON | --drop-after-running \
+| --drop-all-after-running] \
 [--running-timeout-ms N] [--credential-file F] [--tls-ca F [--tls-cert F --tls-key F]]";
 
 #[derive(Debug)]
@@ -42,6 +46,7 @@ enum Mode {
     CancelPipelined(String),
     CancelAfterRunning(String),
     DropAfterRunning,
+    DropAllAfterRunning,
 }
 
 #[derive(Debug)]
@@ -89,6 +94,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--cancel-pipelined" => mode = Mode::CancelPipelined(value(&mut argv, &arg)?),
             "--cancel-after-running" => mode = Mode::CancelAfterRunning(value(&mut argv, &arg)?),
             "--drop-after-running" => mode = Mode::DropAfterRunning,
+            "--drop-all-after-running" => mode = Mode::DropAllAfterRunning,
             "--running-timeout-ms" => {
                 running_timeout = Duration::from_millis(number(value(&mut argv, &arg)?, &arg)?)
             }
@@ -198,6 +204,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             client.provers().await?;
             let acked = unix_ns();
             out.dropped(&running.solve_id, dropped, acked);
+        }
+        Mode::DropAllAfterRunning => {
+            let handle = client.solve(args.request);
+            let running = wait_all_running(&handle, args.running_timeout).await?;
+            out.status("running", &running);
+            let dropped = unix_ns();
+            drop(handle);
+            drop(client);
+            out.dropped(&running.solve_id, dropped, dropped);
+            tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+                .await??;
+            return Ok(());
         }
     }
     client.close().await;
