@@ -213,8 +213,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             drop(handle);
             drop(client);
             out.dropped(&running.solve_id, dropped, dropped);
-            tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-                .await??;
+            tokio::task::spawn_blocking(|| {
+                std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
+            })
+            .await??;
             return Ok(());
         }
     }
