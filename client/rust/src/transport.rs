@@ -1,5 +1,6 @@
 //! Opening the byte stream under the RPC system: TCP, Unix socket, or TLS over TCP.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,16 @@ use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use crate::error::{Error, Result};
 use crate::options::{Address, Tls};
 
-/// The two halves of a connected stream, as the RPC system wants them.
-pub(crate) type Halves = (Box<dyn AsyncRead + Unpin>, Box<dyn AsyncWrite + Unpin>);
+/// The two halves of a connected stream, as the RPC system wants them, and the
+/// socket's descriptor (to shut it down under the RPC system, see `Conn::cut`).
+pub(crate) type Halves = (
+    Box<dyn AsyncRead + Unpin>,
+    Box<dyn AsyncWrite + Unpin>,
+    RawFd,
+);
 
-/// A TLS connector built once from the options (files are read at connect time
-/// of the first dial, so a bad path is reported by `connect`).
+/// A TLS connector, built once from the options when the client starts (so a bad
+/// path is reported by `connect`).
 pub(crate) fn tls_connector(tls: &Tls) -> Result<tokio_rustls::TlsConnector> {
     let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
         Error::Tls(format!("{what} {}: {e}", path.display()))
@@ -61,8 +67,9 @@ pub(crate) async fn open(
             let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(failed)?;
+            let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
-            Ok((Box::new(r.compat()), Box::new(w.compat_write())))
+            Ok((Box::new(r.compat()), Box::new(w.compat_write()), fd))
         }
         Address::Tcp(a) => {
             let stream = tokio::net::TcpStream::connect(a.as_str())
@@ -79,10 +86,11 @@ pub(crate) async fn open(
             socket2::SockRef::from(&stream)
                 .set_tcp_keepalive(&probes)
                 .map_err(failed)?;
+            let fd = stream.as_raw_fd();
             match tls {
                 None => {
                     let (r, w) = stream.into_split();
-                    Ok((Box::new(r.compat()), Box::new(w.compat_write())))
+                    Ok((Box::new(r.compat()), Box::new(w.compat_write()), fd))
                 }
                 Some((settings, connector)) => {
                     let name = settings
@@ -95,7 +103,7 @@ pub(crate) async fn open(
                         .map_err(|e| Error::Tls(format!("server name {name:?}: {e}")))?;
                     let stream = connector.connect(name, stream).await.map_err(failed)?;
                     let (r, w) = tokio::io::split(stream);
-                    Ok((Box::new(r.compat()), Box::new(w.compat_write())))
+                    Ok((Box::new(r.compat()), Box::new(w.compat_write()), fd))
                 }
             }
         }

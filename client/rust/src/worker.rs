@@ -127,6 +127,10 @@ enum Link {
 struct Conn {
     dispatcher: dispatcher::Client,
     disconnector: RefCell<Option<Disconnector<Side>>>,
+    /// The socket under the RPC system, owned by it (see `cut`).
+    fd: std::os::fd::RawFd,
+    /// Turns true once the RPC system has ended, however it ended.
+    ended: tokio::sync::watch::Receiver<bool>,
     lost: RefCell<Option<String>>,
     keepalive: RefCell<Option<JoinHandle<()>>>,
 }
@@ -136,15 +140,30 @@ impl Conn {
         self.lost.borrow().is_none()
     }
 
-    /// Closes the connection (queued messages are written first); calls in flight
-    /// on it then fail as disconnected.
-    fn disconnect(&self, why: &str) {
+    /// Closes the socket at once, without a goodbye: the server reads end-of-file
+    /// and cancels every race of the connection as `disconnected`. Calls in flight
+    /// on it fail as disconnected.
+    fn cut(&self, why: &str) {
         self.lost.borrow_mut().get_or_insert_with(|| why.to_owned());
-        if let Some(d) = self.disconnector.borrow_mut().take() {
-            tokio::task::spawn_local(async move {
-                let _ = d.await;
-            });
+        if let Some(k) = self.keepalive.borrow_mut().take() {
+            k.abort();
         }
+        // Shutting the socket down (rather than sending Cap'n Proto's Abort first)
+        // makes the server read end-of-file before anything else, so it records the
+        // races as `disconnected`; our own reader reads end-of-file too, and the RPC
+        // system fails every call in flight as disconnected.
+        if !*self.ended.borrow() {
+            // SAFETY: the RPC system owns the descriptor and has not ended (checked
+            // just above, on the one thread that runs it), so it is still open.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+            let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Waits until the RPC system has ended.
+    async fn until_ended(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|done| *done).await;
     }
 
     fn send_solve(
@@ -211,7 +230,8 @@ impl Worker {
             let _ = race.await;
         }
         self.solves.borrow_mut().clear();
-        self.close_link("the client was dropped").await;
+        self.close_link("the client was dropped", Closing::Graceful)
+            .await;
     }
 
     fn handle(self: &Rc<Self>, command: Command) {
@@ -250,10 +270,12 @@ impl Worker {
             }
             Command::Close(reply) => {
                 self.closed.set(true);
-                self.solves.borrow_mut().clear();
                 let w = self.clone();
                 tokio::task::spawn_local(async move {
-                    w.close_link("the client was closed").await;
+                    // Close first, then forget the handles: releasing their tokens on a
+                    // live connection would end their races as `tokenDropped`.
+                    w.close_link("the client was closed", Closing::Cut).await;
+                    w.solves.borrow_mut().clear();
                     let _ = reply.send(());
                 });
             }
@@ -319,7 +341,8 @@ impl Worker {
 
     fn call(&self, id: u64, call: Call, mut reply: oneshot::Sender<Result<Reply>>) {
         let mut solves = self.solves.borrow_mut();
-        let Some(entry) = solves.get_mut(&id) else {
+        let entry = solves.get_mut(&id).filter(|_| !self.closed.get());
+        let Some(entry) = entry else {
             let _ = reply.send(Err(Error::Closed));
             return;
         };
@@ -422,7 +445,7 @@ impl Worker {
             )
         };
         let tls = self.options.tls.as_ref().zip(self.tls.as_ref());
-        let (reader, writer) = tokio::time::timeout(timeout, transport::open(&self.addr, tls))
+        let (reader, writer, fd) = tokio::time::timeout(timeout, transport::open(&self.addr, tls))
             .await
             .map_err(|_| timed_out())??;
         let network = twoparty::VatNetwork::new(
@@ -479,9 +502,12 @@ impl Worker {
                 return Err(e);
             }
         };
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
         let conn = Rc::new(Conn {
             dispatcher,
             disconnector: RefCell::new(Some(disconnector)),
+            fd,
+            ended,
             lost: RefCell::new(None),
             keepalive: RefCell::new(None),
         });
@@ -490,6 +516,7 @@ impl Worker {
         let w = Rc::downgrade(self);
         tokio::task::spawn_local(async move {
             let _ = driven.await;
+            let _ = ended_tx.send(true);
             let why = lost.borrow().clone().unwrap_or_default();
             if let Some(conn) = watched.upgrade() {
                 conn.lost.borrow_mut().get_or_insert(why);
@@ -535,19 +562,32 @@ impl Worker {
         }
     }
 
-    async fn close_link(&self, why: &str) {
+    /// Closes the connection and waits until it is closed. `Graceful` writes what is
+    /// queued first (such as the release of a token just dropped); `Cut` does not.
+    async fn close_link(&self, why: &str, how: Closing) {
         let link = std::mem::replace(&mut *self.link.borrow_mut(), Link::Down);
-        if let Link::Up(conn) = link {
-            conn.lost.borrow_mut().get_or_insert_with(|| why.to_owned());
-            if let Some(k) = conn.keepalive.borrow_mut().take() {
-                k.abort();
-            }
-            let disconnector = conn.disconnector.borrow_mut().take();
-            if let Some(d) = disconnector {
-                let _ = d.await;
+        let Link::Up(conn) = link else { return };
+        match how {
+            Closing::Cut => conn.cut(why),
+            Closing::Graceful => {
+                conn.lost.borrow_mut().get_or_insert_with(|| why.to_owned());
+                if let Some(k) = conn.keepalive.borrow_mut().take() {
+                    k.abort();
+                }
+                let disconnector = conn.disconnector.borrow_mut().take();
+                if let Some(d) = disconnector {
+                    let _ = d.await;
+                }
             }
         }
+        conn.until_ended().await;
     }
+}
+
+#[derive(Clone, Copy)]
+enum Closing {
+    Graceful,
+    Cut,
 }
 
 /// A call on a token: sent now when the token is there, else once it is.
@@ -626,7 +666,7 @@ async fn keep_alive(conn: std::rc::Weak<Conn>, every: Duration, patience: Durati
         let answered = matches!(tokio::time::timeout(patience, ping).await, Ok(Ok(_)));
         if !answered {
             if let Some(c) = conn.upgrade() {
-                c.disconnect("a keepalive ping went unanswered");
+                c.cut("a keepalive ping went unanswered");
             }
             return;
         }
