@@ -303,3 +303,26 @@ async fn a_frozen_server_is_noticed_by_keepalive_pings() {
     assert_eq!(finished["cause"], "disconnected", "{finished}");
     assert!(server.prover_pids().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_serves_like_tcp() {
+    let dir = scratch("unix");
+    let path = dir.join("proofrace.sock").to_string_lossy().into_owned();
+    let server = Server::own(&["--unix", &path], &[]);
+    let client = Client::connect(&format!("unix:{path}"))
+        .await
+        .expect("connect over unix");
+    assert_eq!(client.address().to_string(), format!("unix:{path}"));
+    proves(&client).await;
+    // Dropping a handle cancels here too.
+    let handle = client.solve(hard_request("rust-unix-drop"));
+    let solve_id = handle.status().await.expect("status").solve_id;
+    drop(handle);
+    client.provers().await.expect("provers");
+    let finished = tokio::task::block_in_place(|| server.solve_finished(&solve_id));
+    assert_eq!(finished["cause"], "tokenDropped", "{finished}");
+    let peers: Vec<_> = server.events(|e| e["event"] == "connection.opened");
+    assert!(peers.iter().all(|e| e["peer"] == "unix"), "{peers:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
