@@ -472,7 +472,10 @@ impl Worker {
             let idle_ms = match dispatcher.ping_request().send().promise.await {
                 Ok(r) => r.get()?.get_idle_timeout_ms(),
                 // A bare Gate knows only login().
-                Err(e) if e.kind == capnp::ErrorKind::Unimplemented => {
+                Err(e)
+                    if e.kind == capnp::ErrorKind::Unimplemented
+                        || e.extra.contains("not implemented") =>
+                {
                     return Err(Error::LoginRequired)
                 }
                 Err(e) => return Err(e.into()),

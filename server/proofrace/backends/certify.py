@@ -212,7 +212,7 @@ async def run_checker(
     command: Sequence[str], rules: tuple[Rule, ...], context: CheckContext
 ) -> Finding | None:
     """What the checker found, or None: not run, stopped, or no answer."""
-    if context.scope.cancelled:
+    if context.scope.cancel_called:
         return None
     argv = [_placeholder(part, context.input_name) for part in command]
     if shutil.which(argv[0]) is None:
