@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use common::{sample, Server, EASY, HARD, REFUTABLE};
 use proofrace_client::{
-    AttemptOutcome, CancelCause, Client, Format, HostOutcome, Location, Outcome, SolveRequest,
+    AttemptOutcome, CancelCause, Client, Conflict, Format, Grounds, HostOutcome, Location, Outcome,
+    SolveRequest, Strategy, Verdict,
 };
 
 /// Registry entries beside the built-in provers:
 /// * `z3-strict`: z3, with a rule that reads "does not support" as an unsupported
 ///   feature (the built-in rules read only "unsupported"/"not supported" so).
+/// * `minisat-misconfigured`: minisat with an option value it refuses: it fails
+///   (`ERROR! ...`, exit code 1) on any problem.
 /// * `broken`: an executable whose interpreter does not exist: it cannot be started.
+/// * `liar`: answers `sat` to anything, without a model.
 fn registry(dir: &std::path::Path) -> String {
     let broken = dir.join("broken-prover");
     std::fs::write(&broken, "#!/nonexistent/interpreter\n").unwrap();
@@ -34,11 +38,27 @@ rules = [
   ['^\(error "(?P<message>[^"]*)', "invalidInput"],
 ]
 
+[minisat-misconfigured]
+command = ["minisat", "-verb=0", "-mem-lim=1", "{{input}}"]
+formats = ["dimacs"]
+default = false
+rules = [
+  ['^UNSATISFIABLE$', "proved"],
+  ['^SATISFIABLE$', "refuted"],
+  ['^ERROR! (?P<message>.*)', "proverError"],
+]
+
 [broken]
 command = [{broken:?}, "{{input}}"]
 formats = ["tptp"]
 default = false
 rules = [['SZS status Theorem', "proved"]]
+
+[liar]
+command = ["sh", "-c", "echo sat", "liar", "{{input}}"]
+formats = ["smtlib2"]
+default = false
+rules = [['^unsat$', "proved"], ['^sat$', "refuted"]]
 "#
         ),
     )
@@ -77,10 +97,15 @@ async fn every_host_case_from_a_real_problem() {
     let client = Client::connect(&server.addr).await.expect("connect");
 
     // 1. proved: unsat of the negated goal.
-    let (_, h) = host(&client, &sample(EASY), Format::Smtlib2, &["z3"]).await;
+    let (o, h) = host(&client, &sample(EASY), Format::Smtlib2, &["z3"]).await;
     assert!(
         matches!(h, HostOutcome::Proved { ref prover, .. } if prover == "z3"),
         "{h:?}"
+    );
+    assert_ne!(
+        o.grounds,
+        Grounds::None,
+        "a decisive answer says how it was established"
     );
 
     // 2. noProofFound: a countermodel.
@@ -135,15 +160,20 @@ async fn every_host_case_from_a_real_problem() {
         "{h:?}"
     );
 
-    // 7. proverError: an axiom set the server does not have; E fails with exit code 5.
-    let missing = b"include('Axioms/NOPE001+0.ax').\nfof(c, conjecture, q).\n";
-    let (_, h) = host(&client, missing, Format::Tptp, &["eprover"]).await;
+    // 7. proverError: a prover that fails (here, on its own options) with exit code 1.
+    let (_, h) = host(
+        &client,
+        &sample("pigeonhole-6.cnf"),
+        Format::Dimacs,
+        &["minisat-misconfigured"],
+    )
+    .await;
     match h {
         HostOutcome::ProverError {
             reason, exit_code, ..
         } => {
-            assert!(reason.contains("Cannot stat file"), "{reason}");
-            assert_eq!(exit_code, Some(5));
+            assert!(reason.contains("too small for option"), "{reason}");
+            assert_eq!(exit_code, Some(1));
         }
         other => panic!("want proverError, got {other:?}"),
     }
@@ -153,6 +183,27 @@ async fn every_host_case_from_a_real_problem() {
     assert!(
         matches!(h, HostOutcome::SystemError { ref reason, .. } if reason.contains("could not start")),
         "{h:?}"
+    );
+
+    // Decisive answers that contradict each other: the verdict is unknown, the
+    // conflict names both sides, and the host sees a prover error.
+    let request = SolveRequest::new(sample(EASY))
+        .prover("z3")
+        .prover("liar")
+        .strategy(Strategy::All);
+    let o = client.solve(request).result().await.expect("result");
+    assert_eq!(o.verdict, Verdict::Unknown);
+    assert_eq!(
+        o.conflict,
+        Some(Conflict {
+            proved: vec!["z3".into()],
+            refuted: vec!["liar".into()]
+        })
+    );
+    assert!(
+        matches!(o.host_outcome(), HostOutcome::ProverError { ref reason, .. } if reason.contains("refuted by liar")),
+        "{:?}",
+        o.host_outcome()
     );
 
     // And the ninth, which is not a failure: a cancelled race.
