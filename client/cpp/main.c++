@@ -3,6 +3,15 @@
 //   proofrace-cpp solve ADDR FILE [prover...]
 //   proofrace-cpp cancel-pipelined ADDR FILE REASON [prover...]
 //   proofrace-cpp drop ADDR FILE [prover...]
+//   proofrace-cpp destroy ADDR FILE [prover...]
+//
+// With PROOFRACE_CREDENTIAL set, it logs in first (Gate.login), as a server with a
+// login secret requires; a refused login exits 1.
+//
+// `destroy` starts a race, waits until it runs, destroys the EzRpcClient (which
+// closes the connection) and prints destroyed_at_ns; then it stays alive until
+// its stdin reaches end of file, so that what the server sees is the client's
+// destruction, not the process exiting.
 //
 // It prints key=value lines on stdout so that scripts and tests can read them.
 // Exit status: 0 when the server answered, 1 on an RPC or I/O failure, 2 on bad usage.
@@ -16,9 +25,11 @@
 #include <kj/exception.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,7 +40,9 @@ const char USAGE[] =
     "usage:\n"
     "  proofrace-cpp solve ADDR FILE [prover...]\n"
     "  proofrace-cpp cancel-pipelined ADDR FILE REASON [prover...]\n"
-    "  proofrace-cpp drop ADDR FILE [prover...]\n";
+    "  proofrace-cpp drop ADDR FILE [prover...]\n"
+    "  proofrace-cpp destroy ADDR FILE [prover...]\n"
+    "environment: PROOFRACE_CREDENTIAL (log in with it first)\n";
 
 // How long `drop` polls status() for the race to be running before giving up.
 constexpr auto RUNNING_DEADLINE = 30 * kj::SECONDS;
@@ -76,6 +89,30 @@ std::string oneLine(capnp::Text::Reader text) {
     if (c == '\n' || c == '\r') c = ' ';
   }
   return s;
+}
+
+// The server's dispatcher: the bootstrap capability or, with PROOFRACE_CREDENTIAL
+// set, what Gate.login answers for it (a Dispatcher is a Gate too, so logging in
+// works whether or not the server requires it).
+Dispatcher::Client dispatcherOf(capnp::EzRpcClient& client) {
+  const char* credential = std::getenv("PROOFRACE_CREDENTIAL");
+  if (credential == nullptr) return client.getMain<Dispatcher>();
+  auto req = client.getMain<Gate>().loginRequest();
+  req.setCredential(credential);
+  auto response = req.send().wait(client.getWaitScope());
+  auto result = response.getResult();
+  switch (result.which()) {
+    case LoginResult::DISPATCHER:
+      std::cout << "login=ok\n";
+      return result.getDispatcher();
+    case LoginResult::REFUSED:
+      std::cout << "login=refused\nmessage=" << oneLine(result.getRefused().getMessage())
+                << "\n";
+      throw std::runtime_error(std::string("login refused: ") +
+                               result.getRefused().getMessage().cStr());
+    default:
+      throw std::runtime_error("login answered with a role that may not solve");
+  }
 }
 
 capnp::RemotePromise<Dispatcher::SolveResults> startSolve(Dispatcher::Client& dispatcher,
@@ -131,7 +168,7 @@ void printOutcome(SolveOutcome::Reader o) {
 
 void solve(capnp::EzRpcClient& client, const Args& args, const std::string& content) {
   auto& ws = client.getWaitScope();
-  auto dispatcher = client.getMain<Dispatcher>();
+  auto dispatcher = dispatcherOf(client);
   auto solveP = startSolve(dispatcher, args, content);
   // result() is pipelined on the token: one round trip for the whole solve.
   auto resultP = solveP.getToken().resultRequest().send();
@@ -143,7 +180,7 @@ void solve(capnp::EzRpcClient& client, const Args& args, const std::string& cont
 
 void cancelPipelined(capnp::EzRpcClient& client, const Args& args, const std::string& content) {
   auto& ws = client.getWaitScope();
-  auto dispatcher = client.getMain<Dispatcher>();
+  auto dispatcher = dispatcherOf(client);
   auto solveP = startSolve(dispatcher, args, content);
   auto token = solveP.getToken();
 
@@ -186,28 +223,34 @@ bool isRunning(SolveStatus::Reader st) {
   return attempts.size() > 0;
 }
 
-void drop(capnp::EzRpcClient& client, const Args& args, const std::string& content) {
+// Polls status() until every attempt runs, then prints the solve id.
+void waitRunning(capnp::EzRpcClient& client, CancelToken::Client& token) {
   auto& ws = client.getWaitScope();
   auto& timer = client.getIoProvider().getTimer();
-  auto dispatcher = client.getMain<Dispatcher>();
+  auto deadline = timer.now() + RUNNING_DEADLINE;
+  for (;;) {
+    auto status = token.statusRequest().send().wait(ws);
+    auto st = status.getStatus();
+    if (isRunning(st)) {
+      std::cout << "solve_id=" << st.getSolveId().cStr() << "\n";
+      return;
+    }
+    if (timer.now() > deadline) {
+      throw std::runtime_error("the race did not reach the running state in time");
+    }
+    timer.afterDelay(POLL_INTERVAL).wait(ws);
+  }
+}
+
+void drop(capnp::EzRpcClient& client, const Args& args, const std::string& content) {
+  auto& ws = client.getWaitScope();
+  auto dispatcher = dispatcherOf(client);
 
   long long droppedAt;
   {
     auto solved = startSolve(dispatcher, args, content).wait(ws);
     CancelToken::Client token = solved.getToken();
-    auto deadline = timer.now() + RUNNING_DEADLINE;
-    for (;;) {
-      auto status = token.statusRequest().send().wait(ws);
-      auto st = status.getStatus();
-      if (isRunning(st)) {
-        std::cout << "solve_id=" << st.getSolveId().cStr() << "\n";
-        break;
-      }
-      if (timer.now() > deadline) {
-        throw std::runtime_error("the race did not reach the running state in time");
-      }
-      timer.afterDelay(POLL_INTERVAL).wait(ws);
-    }
+    waitRunning(client, token);
     droppedAt = unixNanos();
     // Leaving this scope destroys `token` and `solved`, the last references:
     // the RPC system sends Release for the token at once.
@@ -219,6 +262,26 @@ void drop(capnp::EzRpcClient& client, const Args& args, const std::string& conte
   auto provers = dispatcher.proversRequest().send().wait(ws);
   std::cout << "acked_at_ns=" << unixNanos() << "\n"
             << "provers=" << provers.getProvers().size() << "\n";
+}
+
+// Destroys the whole client under a running race, then waits for stdin to end.
+void destroy(std::unique_ptr<capnp::EzRpcClient> client, const Args& args,
+             const std::string& content) {
+  {
+    auto dispatcher = dispatcherOf(*client);
+    auto solved = startSolve(dispatcher, args, content).wait(client->getWaitScope());
+    CancelToken::Client token = solved.getToken();
+    waitRunning(*client, token);
+    std::cout.flush();
+    // Capabilities go first: they belong to the client's event loop.
+  }
+  long long destroyedAt = unixNanos();
+  client.reset();
+  std::cout << "destroyed_at_ns=" << destroyedAt << "\n";
+  std::cout.flush();
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
 }
 
 }  // namespace
@@ -239,7 +302,7 @@ int main(int argc, char* argv[]) {
       return 2;
     }
     args.reason = argv[next++];
-  } else if (cmd != "solve" && cmd != "drop") {
+  } else if (cmd != "solve" && cmd != "drop" && cmd != "destroy") {
     std::cerr << USAGE;
     return 2;
   }
@@ -247,6 +310,10 @@ int main(int argc, char* argv[]) {
 
   try {
     auto content = readFile(args.file);
+    if (cmd == "destroy") {
+      destroy(std::make_unique<capnp::EzRpcClient>(args.addr), args, content);
+      return 0;
+    }
     capnp::EzRpcClient client(args.addr);
     if (cmd == "solve") {
       solve(client, args, content);

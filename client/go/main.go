@@ -3,6 +3,14 @@
 //	proofrace-go solve ADDR FILE [prover...]
 //	proofrace-go cancel-pipelined ADDR FILE REASON [prover...]
 //	proofrace-go drop ADDR FILE [prover...]
+//	proofrace-go close ADDR FILE [prover...]
+//
+// With PROOFRACE_CREDENTIAL set, it logs in first (Gate.login), as a server with a
+// login secret requires; a refused login exits 1.
+//
+// `close` starts a race, waits until it runs, closes the connection (Conn.Close)
+// and prints closed_at_ns; then it stays alive until its stdin reaches end of
+// file, so that what the server sees is the close, not the process exiting.
 //
 // It prints key=value lines on stdout so that scripts and tests can read them.
 // Exit status: 0 when the server answered, 1 on an RPC or I/O failure, 2 on bad usage.
@@ -12,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,7 +35,9 @@ import (
 const usage = `usage:
   proofrace-go solve ADDR FILE [prover...]
   proofrace-go cancel-pipelined ADDR FILE REASON [prover...]
-  proofrace-go drop ADDR FILE [prover...]`
+  proofrace-go drop ADDR FILE [prover...]
+  proofrace-go close ADDR FILE [prover...]
+environment: PROOFRACE_CREDENTIAL (log in with it first)`
 
 // How long `drop` polls status() for the race to be running before giving up.
 const runningDeadline = 30 * time.Second
@@ -59,6 +70,15 @@ func main() {
 		run = func(ctx context.Context, d schema.Dispatcher, content []byte) error {
 			return drop(ctx, d, goalID(file), content, rest)
 		}
+	case "close":
+		content, err := os.ReadFile(file)
+		if err != nil {
+			fail(err)
+		}
+		if err := closeWhileRunning(addr, goalID(file), content, rest); err != nil {
+			fail(err)
+		}
+		return
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -84,21 +104,103 @@ func goalID(file string) string {
 	return "proofrace-go:" + filepath.Base(file)
 }
 
-// withDispatcher connects, runs f with the server's bootstrap capability and
-// closes the connection afterwards. Closing is what a server sees as
-// `disconnected`, so f must have finished with every race before returning.
+// withDispatcher connects, runs f with the server's dispatcher and closes the
+// connection afterwards. Closing is what a server sees as `disconnected`, so f
+// must have finished with every race before returning.
 func withDispatcher(addr string, f func(context.Context, schema.Dispatcher) error) error {
 	ctx := context.Background()
-	nc, err := net.Dial("tcp", addr)
+	conn, d, err := connect(ctx, addr)
 	if err != nil {
 		return err
 	}
-	conn := rpc.NewConn(rpc.NewStreamTransport(nc), nil)
 	defer conn.Close()
-
-	d := schema.Dispatcher(conn.Bootstrap(ctx))
 	defer d.Release()
 	return f(ctx, d)
+}
+
+// connect dials addr and returns the dispatcher: the bootstrap capability, or,
+// with PROOFRACE_CREDENTIAL set, what Gate.login answers for it.
+func connect(ctx context.Context, addr string) (*rpc.Conn, schema.Dispatcher, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, schema.Dispatcher{}, err
+	}
+	conn := rpc.NewConn(rpc.NewStreamTransport(nc), nil)
+	bootstrap := conn.Bootstrap(ctx)
+	credential, ok := os.LookupEnv("PROOFRACE_CREDENTIAL")
+	if !ok {
+		return conn, schema.Dispatcher(bootstrap), nil
+	}
+	d, err := login(ctx, schema.Gate(bootstrap), credential)
+	if err != nil {
+		conn.Close()
+		return nil, schema.Dispatcher{}, err
+	}
+	fmt.Println("login=ok")
+	return conn, d, nil
+}
+
+// login presents the credential to the server's Gate; a Dispatcher is a Gate
+// too, so this works whether or not the server requires it.
+func login(ctx context.Context, gate schema.Gate, credential string) (schema.Dispatcher, error) {
+	defer gate.Release()
+	fut, release := gate.Login(ctx, func(p schema.Gate_login_Params) error {
+		return p.SetCredential(credential)
+	})
+	defer release()
+	res, err := fut.Struct()
+	if err != nil {
+		return schema.Dispatcher{}, fmt.Errorf("login: %w", err)
+	}
+	answer, err := res.Result()
+	if err != nil {
+		return schema.Dispatcher{}, err
+	}
+	switch answer.Which() {
+	case schema.LoginResult_Which_dispatcher:
+		// Borrowed from the answer, which is released on return: keep our own reference.
+		return answer.Dispatcher().AddRef(), nil
+	case schema.LoginResult_Which_refused:
+		e, err := answer.Refused()
+		if err != nil {
+			return schema.Dispatcher{}, err
+		}
+		msg, _ := e.Message_()
+		fmt.Printf("login=refused\nmessage=%s\n", oneLine(msg))
+		return schema.Dispatcher{}, fmt.Errorf("login refused: %s", msg)
+	default:
+		return schema.Dispatcher{}, fmt.Errorf("login answered %s: not a client's credential", answer.Which())
+	}
+}
+
+// closeWhileRunning closes the connection under a running race, then waits for
+// stdin to end before exiting.
+func closeWhileRunning(addr, goal string, content []byte, provers []string) error {
+	ctx := context.Background()
+	conn, d, err := connect(ctx, addr)
+	if err != nil {
+		return err
+	}
+	fut, release := startSolve(ctx, d, goal, content, provers)
+	res, err := fut.Struct()
+	if err != nil {
+		return fmt.Errorf("solve: %w", err)
+	}
+	solveID, err := waitRunning(ctx, res.Token())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("solve_id=%s\n", solveID)
+	closedAt := time.Now().UnixNano()
+	if err := conn.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	fmt.Printf("closed_at_ns=%d\n", closedAt)
+	// Releasing after the close only frees local state: nothing more goes out.
+	release()
+	d.Release()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // startSolve sends solve() and returns its pending answer; the token in it can

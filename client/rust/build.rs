@@ -1,13 +1,15 @@
-//! Compiles the service contract into Rust. The schema lives once, at the
-//! repository root, and every client compiles it unchanged.
+//! Compiles the service contract into Rust. The crate carries its own copy of the
+//! schema (`schema/proofrace.capnp`, kept byte-identical to the repository's
+//! `schemas/proofrace.capnp` by a test), so it builds from a package too.
 
 fn main() {
-    let schema_dir = "../../schemas";
-    let schema = "../../schemas/proofrace.capnp";
+    let schema = "schema/proofrace.capnp";
     println!("cargo:rerun-if-changed={schema}");
     capnpc::CompilerCommand::new()
-        .src_prefix(schema_dir)
+        .src_prefix("schema")
         .file(schema)
         .run()
-        .expect("compiling schemas/proofrace.capnp (needs the `capnp` tool, Debian package `capnproto`)");
+        .expect(
+            "compiling schema/proofrace.capnp (needs the `capnp` tool, Debian package `capnproto`)",
+        );
 }

@@ -2,8 +2,11 @@
 
 Covers a plain solve, a cancel pipelined on the token before solve() answers, a dropped
 handle (the server must cancel with `tokenDropped`), a cancel on a running race, and the
-crate's own `cargo test` suite pointed at this server. Drop and cancel latencies are measured
-against the server's log stamps and printed (run pytest with -s to see them).
+crate's own `cargo test` suite: its tests that need no special server use this one, the others
+(login, TLS, idle timeout, restarts, the host's eight cases) start their own from the same
+installation. Drop and cancel latencies are measured against the server's log stamps and
+printed (run pytest with -s to see them). The example binary runs on a multi-threaded tokio
+runtime, as the echidna host does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +61,16 @@ def rust() -> RustBuild:
     target = Path(
         os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "proofrace" / "rust-target")
     )
-    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
+    # The crate's own live tests start servers of their own from this installation.
+    proofrace = shutil.which("proofrace") or str(Path(sys.executable).parent / "proofrace")
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target), "PROOFRACE_BIN": proofrace}
     # -j 2: the machines have two cores and other clients may be building beside us.
     for step in (
         ["build", "--locked", "-j", "2", "--examples"],
         ["test", "--locked", "-j", "2", "--no-run"],
     ):
         proc = subprocess.run(
-            [cargo, *step], cwd=CRATE, env=env, capture_output=True, text=True, timeout=900
+            [cargo, *step], cwd=CRATE, env=env, capture_output=True, text=True, timeout=1800
         )
         if proc.returncode != 0:
             pytest.fail(f"cargo {' '.join(step)} failed:\n{proc.stderr[-6000:]}")
@@ -98,12 +104,21 @@ def report(what: str, samples_ms: list[float]) -> str:
     return line
 
 
+def test_the_crate_carries_the_schema_unchanged() -> None:
+    """The crate compiles its own copy (so that it can be packaged): it must be the contract."""
+    copy = CRATE / "schema" / "proofrace.capnp"
+    assert copy.read_bytes() == (REPO / "schemas" / "proofrace.capnp").read_bytes(), (
+        f"{copy} differs from schemas/proofrace.capnp: copy it over"
+    )
+
+
 def test_solve_prints_the_proof(server: Any, rust: RustBuild) -> None:
-    lines = solve(rust, server, EASY, "--goal-id", "rust-easy")
+    lines = solve(rust, server, EASY, "--goal-id", "rust-easy", "--timeout-ms", "4500")
 
     outcome = only(lines, "outcome")
     assert outcome["verdict"] == "proved"
     assert outcome["host_outcome"] == "proved"
+    assert outcome["deadline_ms"] == 4500  # the deadline that applied, as the server filled it
     assert outcome["goal_id"] == "rust-easy"
     assert outcome["winner"], "a proved race names its winner"
     by_prover = {a["prover"]: a for a in outcome["attempts"]}
@@ -245,5 +260,40 @@ def test_cargo_test_against_this_server(server: Any, rust: RustBuild) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, f"cargo test failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    assert " 0 failed" in proc.stdout
+    results = [line for line in proc.stdout.splitlines() if line.startswith("test result:")]
+    # unit tests, live_server, connection, host_cases, doc tests
+    assert len(results) >= 5 and all(" 0 failed" in line for line in results), results
     assert not server.prover_pids()
+
+
+def test_dropping_every_client_and_handle_closes_the_connection(
+    own_server: Any, rust: RustBuild
+) -> None:
+    """The server sees the drop itself (not the process exiting): the connection closes and
+    the race is cancelled while the client's process still lives."""
+    client = subprocess.Popen(
+        [str(rust.example), HARD, "--addr", own_server.address, "--json", *HARD_PROVERS,
+         "--drop-all-after-running"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        lines: list[dict[str, Any]] = []
+        while not lines or lines[-1]["event"] != "dropped":
+            line = client.stdout.readline()
+            assert line, f"proofrace-solve ended early: {lines}"
+            lines.append(json.loads(line))
+        solve_id = only(lines, "dropped")["solve_id"]
+
+        finished = own_server.solve_finished(solve_id)
+        assert finished["verdict"] == "cancelled"
+        # The release and the close leave together: either may be what ended the race.
+        assert finished["cause"] in {"tokenDropped", "disconnected"}
+        own_server.wait_event(event="connection.closed")
+        assert own_server.metric("proofrace_connections") == 0
+        assert not own_server.prover_pids()
+        assert client.poll() is None, "the server saw the drop, not the process exiting"
+    finally:
+        if client.stdin is not None:
+            client.stdin.close()
+        client.wait(timeout=30)

@@ -1,17 +1,20 @@
 """The C++ (client/cpp) and Go (client/go) smoke clients against the live server: solve,
-pipelined cancel, dropped token. Both print the same key=value lines, so one set of tests
-checks both; each language only has its own build."""
+pipelined cancel, dropped token, login to a server with a secret, and a closed (Go) or
+destroyed (C++) client seen from the server's side. Both print the same key=value lines, so
+one set of tests checks both; each language only has its own build."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import SERVER_ENV, server_args
 
-from tests.support.server import RunningServer, event_unix_ns
+from tests.support.server import RunningServer, event_unix_ns, running_server
 
 pytestmark = pytest.mark.interop
 
@@ -154,3 +157,88 @@ def test_dropped_token_cancels_the_race(
     assert sorted(e["prover"] for e in preempted) == ["cvc5", "z3"]
     assert {e["reason"] for e in preempted} == {"tokenDropped"}
     assert not server.prover_pids()
+
+
+SECRET = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server that answers nothing but Gate.login until the right credential arrives."""
+    tmp = tmp_path_factory.mktemp("gated")
+    with running_server(server_args(tmp), {**SERVER_ENV, "PROOFRACE_AUTH_SECRET": SECRET}) as s:
+        yield s
+
+
+def run_logged_in(binary: Path, credential: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PROOFRACE_CREDENTIAL": credential},
+    )
+
+
+def test_login_opens_a_hardened_server(
+    gated: RunningServer, smoke_client: tuple[Path, str]
+) -> None:
+    client_bin, _ = smoke_client
+    logins = len(gated.events(event="connection.login"))
+
+    proc = run_logged_in(client_bin, SECRET, "solve", gated.address, EASY, "z3")
+
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+    assert (out["login"], out["verdict"]) == ("ok", "proved")
+    gated.wait_for_events(lambda e: e["event"] == "connection.login", logins + 1)
+    assert gated.solve_finished(out["solve_id"])["verdict"] == "proved"
+
+
+def test_a_wrong_credential_is_refused(
+    gated: RunningServer, smoke_client: tuple[Path, str]
+) -> None:
+    client_bin, _ = smoke_client
+    refused = len(gated.events(event="connection.login_refused"))
+    started = len(gated.events(event="solve.started"))
+
+    proc = run_logged_in(client_bin, "not the secret", "solve", gated.address, EASY, "z3")
+
+    assert proc.returncode == 1
+    assert "login=refused" in proc.stdout.splitlines()
+    assert "login refused: the credential was refused" in proc.stderr
+    gated.wait_for_events(lambda e: e["event"] == "connection.login_refused", refused + 1)
+    assert len(gated.events(event="solve.started")) == started
+
+
+@pytest.mark.parametrize("language", ["cpp", "go"])
+def test_closing_the_client_is_seen_by_the_server_at_once(
+    own_server: RunningServer, language: str
+) -> None:
+    """The Go client closed, the C++ client destroyed: the server closes the connection and
+    cancels its race as `disconnected` while the client's process still lives."""
+    binary, command = (build_go(), "close") if language == "go" else (build_cpp(), "destroy")
+    client = subprocess.Popen(
+        [str(binary), command, own_server.address, HARD, "z3", "cvc5"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        out: dict[str, str] = {}
+        while "closed_at_ns" not in out and "destroyed_at_ns" not in out:
+            line = client.stdout.readline()
+            assert line, f"{binary.name} {command} ended early: {out}"
+            key, _, value = line.strip().partition("=")
+            out[key] = value
+
+        finished = own_server.solve_finished(out["solve_id"])
+        assert (finished["verdict"], finished["cause"]) == ("cancelled", "disconnected")
+        own_server.wait_event(event="connection.closed")
+        assert own_server.metric("proofrace_connections") == 0
+        assert own_server.metric(CANCELLATIONS, cause="disconnected") == 1
+        assert not own_server.prover_pids()
+        assert client.poll() is None, "the server saw the close, not the process exiting"
+    finally:
+        if client.stdin is not None:
+            client.stdin.close()
+        client.wait(timeout=30)

@@ -5,6 +5,7 @@
 //!                 [--timeout-ms N] [--goal-id ID] [--json]
 //!                 [--cancel-pipelined REASON | --cancel-after-running REASON
 //!                  | --drop-after-running] [--running-timeout-ms N]
+//!                 [--credential-file F] [--tls-ca F [--tls-cert F --tls-key F]]
 //! ```
 //!
 //! Modes beyond a plain solve, for demonstrations and the interop tests:
@@ -15,6 +16,9 @@
 //! * `--drop-after-running` waits until every attempt runs, drops the handle
 //!   (the server cancels with `tokenDropped`), makes one more round trip so the
 //!   server has read the release, and prints the instant of the drop.
+//! * `--drop-all-after-running` waits until every attempt runs, drops the handle
+//!   and the client (the connection closes), prints the instant, then stays
+//!   alive until stdin ends: what the server sees is the drop, not an exit.
 //!
 //! With `--json`, every line printed is one JSON object with an `event` field;
 //! instants are wall-clock unix nanoseconds (`*_unix_ns`), comparable with the
@@ -26,14 +30,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use proofrace_client::{
-    Attempt, CancelReason, Client, Exit, Format, Outcome, SolveHandle, SolveRequest, SolveStatus,
-    Strategy, Verdict,
+    Attempt, CancelReason, Client, Exit, Format, HostOutcome, Outcome, SolveHandle, SolveRequest,
+    SolveStatus, Strategy, Tls, Verdict,
 };
 
 const USAGE: &str = "usage: proofrace-solve FILE [--addr A] [--prover P]... [--strategy S] \
 [--format F] [--timeout-ms N] [--goal-id ID] [--json] \
-[--cancel-pipelined REASON | --cancel-after-running REASON | --drop-after-running] \
-[--running-timeout-ms N]";
+[--cancel-pipelined REASON | --cancel-after-running REASON | --drop-after-running \
+| --drop-all-after-running] \
+[--running-timeout-ms N] [--credential-file F] [--tls-ca F [--tls-cert F --tls-key F]]";
 
 #[derive(Debug)]
 enum Mode {
@@ -41,6 +46,7 @@ enum Mode {
     CancelPipelined(String),
     CancelAfterRunning(String),
     DropAfterRunning,
+    DropAllAfterRunning,
 }
 
 #[derive(Debug)]
@@ -50,6 +56,8 @@ struct Args {
     json: bool,
     mode: Mode,
     running_timeout: Duration,
+    credential: Option<String>,
+    tls: Option<Tls>,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -63,6 +71,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut json = false;
     let mut mode = Mode::Solve;
     let mut running_timeout = Duration::from_secs(30);
+    let mut credential = None;
+    let (mut ca, mut cert, mut key) = (None, None, None);
 
     fn value(argv: &mut dyn Iterator<Item = String>, flag: &str) -> Result<String, String> {
         argv.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -84,9 +94,18 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--cancel-pipelined" => mode = Mode::CancelPipelined(value(&mut argv, &arg)?),
             "--cancel-after-running" => mode = Mode::CancelAfterRunning(value(&mut argv, &arg)?),
             "--drop-after-running" => mode = Mode::DropAfterRunning,
+            "--drop-all-after-running" => mode = Mode::DropAllAfterRunning,
             "--running-timeout-ms" => {
                 running_timeout = Duration::from_millis(number(value(&mut argv, &arg)?, &arg)?)
             }
+            "--credential-file" => {
+                let path = value(&mut argv, &arg)?;
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+                credential = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            "--tls-ca" => ca = Some(value(&mut argv, &arg)?),
+            "--tls-cert" => cert = Some(value(&mut argv, &arg)?),
+            "--tls-key" => key = Some(value(&mut argv, &arg)?),
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}")),
             _ if file.is_none() => file = Some(arg),
@@ -101,16 +120,29 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         .format(format);
     request.provers = provers;
     request.timeout_ms = timeout_ms;
+    let tls = match (ca, cert, key) {
+        (None, None, None) => None,
+        (Some(ca), None, None) => Some(Tls::with_ca(ca)),
+        (Some(ca), Some(cert), Some(key)) => Some(Tls::with_ca(ca).client_certificate(cert, key)),
+        _ => {
+            return Err(format!(
+                "--tls-cert and --tls-key go together, with --tls-ca\n{USAGE}"
+            ))
+        }
+    };
     Ok(Args {
         addr,
         request,
         json,
         mode,
         running_timeout,
+        credential,
+        tls,
     })
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(msg) => {
@@ -118,13 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
-    // capnp-rpc is !Send: the client and its handles live on this LocalSet.
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&runtime, run(args)) {
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("proofrace-solve: {e}");
@@ -134,7 +160,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::connect(&args.addr).await?;
+    let mut builder = Client::builder(&args.addr);
+    if let Some(credential) = args.credential {
+        builder = builder.credential(credential);
+    }
+    if let Some(tls) = args.tls {
+        builder = builder.tls(tls);
+    }
+    let client = builder.connect().await?;
     let out = Printer { json: args.json };
     match args.mode {
         Mode::Solve => {
@@ -145,7 +178,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let handle = client.solve(args.request);
             // No await between solve and cancel: the cancel rides the pipeline.
             let sent = unix_ns();
-            let status = handle.cancel(&reason).await?;
+            let status = handle.cancel(reason.as_str()).await?;
             out.cancelled(sent, &status);
             out.outcome(&handle.result().await?);
             out.reaped(sent);
@@ -155,7 +188,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let running = wait_all_running(&handle, args.running_timeout).await?;
             out.status("running", &running);
             let sent = unix_ns();
-            let status = handle.cancel(&reason).await?;
+            let status = handle.cancel(reason.as_str()).await?;
             out.cancelled(sent, &status);
             out.outcome(&handle.result().await?);
             out.reaped(sent);
@@ -172,8 +205,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let acked = unix_ns();
             out.dropped(&running.solve_id, dropped, acked);
         }
+        Mode::DropAllAfterRunning => {
+            let handle = client.solve(args.request);
+            let running = wait_all_running(&handle, args.running_timeout).await?;
+            out.status("running", &running);
+            let dropped = unix_ns();
+            drop(handle);
+            drop(client);
+            out.dropped(&running.solve_id, dropped, dropped);
+            tokio::task::spawn_blocking(|| {
+                std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
+            })
+            .await??;
+            return Ok(());
+        }
     }
-    client.disconnect().await?;
+    client.close().await;
     Ok(())
 }
 
@@ -268,11 +315,13 @@ impl Printer {
                 "error": error,
                 "winner": o.winner,
                 "host_outcome": o.host_outcome().to_string(),
+                "host_case": o.host_outcome().case(),
+                "deadline_ms": o.deadline.as_millis() as u64,
                 "strategy": o.strategy.to_string(),
                 "format": o.format.to_string(),
                 "disagreement": o.disagreement,
                 "elapsed_us": o.elapsed.as_micros() as u64,
-                "attempts": o.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+                "attempts": o.attempts.iter().map(|a| attempt_json(a, o)).collect::<Vec<_>>(),
             })
         );
     }
@@ -378,11 +427,11 @@ fn reason_json(r: &CancelReason) -> Value {
     json!({"cause": r.cause.to_string(), "message": r.message})
 }
 
-fn attempt_json(a: &Attempt) -> Value {
+fn attempt_json(a: &Attempt, o: &Outcome) -> Value {
     json!({
         "prover": a.prover,
         "outcome": a.outcome.to_string(),
-        "host_outcome": a.host_outcome().to_string(),
+        "host_outcome": HostOutcome::of_attempt(a, o.deadline).to_string(),
         "answer": a.answer.to_string(),
         "status": a.status,
         "message": a.message,

@@ -15,6 +15,7 @@ use crate::proofrace_capnp as pc;
 
 /// How the server reads the problem text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Format {
     /// Detected by the server from the content.
     #[default]
@@ -31,6 +32,7 @@ pub enum Format {
 
 /// How the race is decided.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Strategy {
     /// The first decisive answer wins; every other attempt is preempted.
     #[default]
@@ -45,6 +47,7 @@ pub enum Strategy {
 
 /// What ended a race, or stopped one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CancelCause {
     /// `cancel()` was called; the message is the caller's reason.
     Client,
@@ -64,6 +67,7 @@ pub enum CancelCause {
 
 /// A cancel cause with its message.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CancelReason {
     /// Why.
     pub cause: CancelCause,
@@ -74,6 +78,7 @@ pub struct CancelReason {
 
 /// The kind of a refused or failed solve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ErrorKind {
     /// The request contradicts itself (bad quorum, repeated prover, no content).
     InvalidRequest,
@@ -97,12 +102,17 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Too many solves in flight (on the connection or in all); retry later.
     Overloaded,
+    /// The credential does not grant this role.
+    Forbidden,
+    /// An unexpected server fault; the message names the server's log entry.
+    Internal,
     /// An enumerant newer than this crate's schema.
     Other(u16),
 }
 
 /// A service-level error, carried inside an [`Outcome`] rather than as an RPC failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceError {
     /// What went wrong.
     pub kind: ErrorKind,
@@ -112,6 +122,7 @@ pub struct ServiceError {
 
 /// The decision of a whole race.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Verdict {
     /// No attempt was decisive.
     Unknown,
@@ -138,6 +149,7 @@ impl Verdict {
 
 /// How one attempt ended: the echidna host's eight cases, then `Cancelled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AttemptOutcome {
     /// The prover proved the goal.
     Proved,
@@ -163,6 +175,7 @@ pub enum AttemptOutcome {
 
 /// The answer a prover gave, whatever its outcome was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Answer {
     /// No answer.
     None,
@@ -178,6 +191,7 @@ pub enum Answer {
 
 /// How the race stopped one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Stop {
     /// Why it was stopped.
     pub reason: CancelReason,
@@ -189,6 +203,7 @@ pub struct Stop {
 
 /// How the prover process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Exit {
     /// The process was never started.
     NotStarted,
@@ -200,8 +215,84 @@ pub enum Exit {
     Other(u16),
 }
 
+/// How a decisive answer was established.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Grounds {
+    /// No decisive answer.
+    #[default]
+    None,
+    /// One prover's word.
+    Unchecked,
+    /// The model it gave satisfies every clause or assertion.
+    ModelChecked,
+    /// A proof checker accepted its proof.
+    ProofChecked,
+    /// A second, independent prover gave the same answer.
+    Confirmed,
+    /// Its certificate was checked and failed: a wrong answer, never counted.
+    CertificateFailed,
+    /// An enumerant newer than this crate's schema.
+    Other(u16),
+}
+
+/// Decisive answers that contradicted each other with nothing to settle them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Conflict {
+    /// Provers that answered proved.
+    pub proved: Vec<String>,
+    /// Provers that answered refuted.
+    pub refuted: Vec<String>,
+}
+
+/// Where an outcome came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Source {
+    /// Provers were raced for this solve.
+    #[default]
+    Race,
+    /// The server's verdict cache answered.
+    Cache,
+    /// Joined an identical race already running for another caller.
+    Joined,
+    /// An enumerant newer than this crate's schema.
+    Other(u16),
+}
+
+/// Where a cached verdict came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct CacheHit {
+    /// When the verdict was first found, in microseconds since the Unix epoch.
+    pub found_us: u64,
+    /// The prover whose answer it was.
+    pub found_by: String,
+    /// The solve that found it.
+    pub solve_id: String,
+}
+
+/// Whether a solve may be answered from, and may fill, the server's verdict cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum CachePolicy {
+    /// Answer from the cache when it holds the goal; store new verdicts.
+    #[default]
+    Use,
+    /// Like `Use`, but only certified or confirmed verdicts may come from it.
+    CertifiedOnly,
+    /// Neither read nor write the cache.
+    Bypass,
+    /// Race afresh and overwrite what the cache holds.
+    Refresh,
+    /// An enumerant newer than this crate's schema.
+    Other(u16),
+}
+
 /// One prover's attempt at the problem, after it was reaped.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Attempt {
     /// The prover's name, as in [`ProverInfo::name`].
     pub prover: String,
@@ -223,10 +314,15 @@ pub struct Attempt {
     pub output_tail: String,
     /// Everything it wrote, including what the tail dropped.
     pub output_bytes: u64,
+    /// How its answer was established.
+    pub grounds: Grounds,
+    /// The remote worker that ran it; `None` when the server ran it itself.
+    pub worker: Option<String>,
 }
 
 /// The result of a solve: every attempt has been reaped when this exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Outcome {
     /// The schema version the server wrote.
     pub schema_version: u16,
@@ -248,6 +344,18 @@ pub struct Outcome {
     pub disagreement: bool,
     /// From the solve being accepted to every attempt reaped.
     pub elapsed: Duration,
+    /// The deadline that applied: the request's, or the server's default, capped at
+    /// its maximum. Zero when the request was refused (or the server predates it).
+    pub deadline: Duration,
+    /// How the verdict was established.
+    pub grounds: Grounds,
+    /// Set when decisive answers contradicted each other and nothing settled it
+    /// (the verdict is then `Unknown`).
+    pub conflict: Option<Conflict>,
+    /// Raced, answered from the cache, or joined to an identical race.
+    pub source: Source,
+    /// Set when the cache answered.
+    pub cached: Option<CacheHit>,
 }
 
 impl Outcome {
@@ -260,6 +368,7 @@ impl Outcome {
 
 /// The state of a whole race.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SolveState {
     /// Attempts are in flight.
     Running,
@@ -273,6 +382,7 @@ pub enum SolveState {
 
 /// The state of one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AttemptState {
     /// The process is being started.
     Starting,
@@ -288,6 +398,7 @@ pub enum AttemptState {
 
 /// A snapshot of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttemptStatus {
     /// The prover's name.
     pub prover: String,
@@ -303,6 +414,7 @@ pub struct AttemptStatus {
 
 /// A snapshot of a race, from `status()` or `cancel()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SolveStatus {
     /// The server's id for this solve, as in its logs.
     pub solve_id: String,
@@ -316,6 +428,8 @@ pub struct SolveStatus {
     pub elapsed: Duration,
     /// One entry per attempt.
     pub attempts: Vec<AttemptStatus>,
+    /// Raced, answered from the cache, or joined to an identical race.
+    pub source: Source,
 }
 
 impl SolveStatus {
@@ -332,6 +446,7 @@ impl SolveStatus {
 
 /// One prover the server knows, installed or not.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ProverInfo {
     /// The name to use in [`SolveRequest::provers`].
     pub name: String,
@@ -358,6 +473,7 @@ pub struct ProverInfo {
 /// assert_eq!(request.timeout_ms, 30_000);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SolveRequest {
     /// The caller's id, echoed in the outcome and in the server's logs.
     pub goal_id: String,
@@ -373,6 +489,12 @@ pub struct SolveRequest {
     pub quorum: u8,
     /// 0: the server's default. Capped at the server's maximum.
     pub timeout_ms: u32,
+    /// A decisive answer must be certified or confirmed by a second prover.
+    pub confirm: bool,
+    /// Whether the server's verdict cache may answer, and be filled.
+    pub cache: CachePolicy,
+    /// With no prover available yet, wait up to this long (ms) for one.
+    pub wait_for_capacity_ms: u32,
 }
 
 impl SolveRequest {
@@ -386,6 +508,9 @@ impl SolveRequest {
             strategy: Strategy::FirstWins,
             quorum: 2,
             timeout_ms: 0,
+            confirm: false,
+            cache: CachePolicy::Use,
+            wait_for_capacity_ms: 0,
         }
     }
 
@@ -425,6 +550,24 @@ impl SolveRequest {
         self
     }
 
+    /// Requires a certified or confirmed answer.
+    pub fn confirm(mut self, confirm: bool) -> Self {
+        self.confirm = confirm;
+        self
+    }
+
+    /// Sets the cache policy.
+    pub fn cache(mut self, cache: CachePolicy) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Waits up to `wait` for a prover to become available (workers starting).
+    pub fn wait_for_capacity(mut self, wait: Duration) -> Self {
+        self.wait_for_capacity_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        self
+    }
+
     /// Writes this request into a Cap'n Proto builder.
     pub(crate) fn write(&self, mut b: pc::solve_request::Builder<'_>) -> capnp::Result<()> {
         b.set_schema_version(pc::CURRENT_SCHEMA_VERSION);
@@ -434,6 +577,9 @@ impl SolveRequest {
         b.set_strategy(self.strategy.to_wire()?);
         b.set_quorum(self.quorum);
         b.set_timeout_ms(self.timeout_ms);
+        b.set_confirm(self.confirm);
+        b.set_cache(self.cache.to_wire()?);
+        b.set_wait_for_capacity_ms(self.wait_for_capacity_ms);
         let len = u32::try_from(self.provers.len())
             .map_err(|_| capnp::Error::failed("too many provers".into()))?;
         let mut list = b.init_provers(len);
@@ -544,8 +690,8 @@ impl ErrorKind {
             Ok(pc::ErrorKind::NoProver) => ErrorKind::NoProver,
             Ok(pc::ErrorKind::Unauthenticated) => ErrorKind::Unauthenticated,
             Ok(pc::ErrorKind::Overloaded) => ErrorKind::Overloaded,
-            Ok(pc::ErrorKind::Forbidden) => ErrorKind::Other(pc::ErrorKind::Forbidden as u16),
-            Ok(pc::ErrorKind::Internal) => ErrorKind::Other(pc::ErrorKind::Internal as u16),
+            Ok(pc::ErrorKind::Forbidden) => ErrorKind::Forbidden,
+            Ok(pc::ErrorKind::Internal) => ErrorKind::Internal,
             Err(capnp::NotInSchema(n)) => ErrorKind::Other(n),
         }
     }
@@ -601,6 +747,49 @@ impl Answer {
     }
 }
 
+impl Grounds {
+    fn from_wire(v: Result<pc::Grounds, capnp::NotInSchema>) -> Self {
+        match v {
+            Ok(pc::Grounds::None) => Grounds::None,
+            Ok(pc::Grounds::Unchecked) => Grounds::Unchecked,
+            Ok(pc::Grounds::ModelChecked) => Grounds::ModelChecked,
+            Ok(pc::Grounds::ProofChecked) => Grounds::ProofChecked,
+            Ok(pc::Grounds::Confirmed) => Grounds::Confirmed,
+            Ok(pc::Grounds::CertificateFailed) => Grounds::CertificateFailed,
+            Err(capnp::NotInSchema(n)) => Grounds::Other(n),
+        }
+    }
+}
+
+impl Source {
+    fn from_wire(v: Result<pc::Source, capnp::NotInSchema>) -> Self {
+        match v {
+            Ok(pc::Source::Race) => Source::Race,
+            Ok(pc::Source::Cache) => Source::Cache,
+            Ok(pc::Source::Joined) => Source::Joined,
+            Err(capnp::NotInSchema(n)) => Source::Other(n),
+        }
+    }
+}
+
+impl CachePolicy {
+    fn to_wire(self) -> capnp::Result<pc::CachePolicy> {
+        Ok(match self {
+            CachePolicy::Use => pc::CachePolicy::Use,
+            CachePolicy::CertifiedOnly => pc::CachePolicy::CertifiedOnly,
+            CachePolicy::Bypass => pc::CachePolicy::Bypass,
+            CachePolicy::Refresh => pc::CachePolicy::Refresh,
+            CachePolicy::Other(n) => {
+                return Err(capnp::Error::failed(format!("unknown cache policy {n}")))
+            }
+        })
+    }
+}
+
+fn texts(r: capnp::Result<capnp::text_list::Reader<'_>>) -> capnp::Result<Vec<String>> {
+    r?.iter().map(text).collect()
+}
+
 impl Attempt {
     fn read(r: pc::attempt::Reader<'_>) -> capnp::Result<Self> {
         use pc::attempt::exit::Which;
@@ -630,6 +819,8 @@ impl Attempt {
             },
             output_tail: text(r.get_output_tail())?,
             output_bytes: r.get_output_bytes(),
+            grounds: Grounds::from_wire(r.get_grounds()),
+            worker: non_empty(text(r.get_worker())?),
         })
     }
 }
@@ -652,6 +843,28 @@ impl Outcome {
             attempts,
             disagreement: r.get_disagreement(),
             elapsed: micros(r.get_elapsed_us()),
+            deadline: Duration::from_millis(u64::from(r.get_deadline_ms())),
+            grounds: Grounds::from_wire(r.get_grounds()),
+            conflict: if r.has_conflict() {
+                let c = r.get_conflict()?;
+                Some(Conflict {
+                    proved: texts(c.get_proved())?,
+                    refuted: texts(c.get_refuted())?,
+                })
+            } else {
+                None
+            },
+            source: Source::from_wire(r.get_source()),
+            cached: if r.has_cached() {
+                let c = r.get_cached()?;
+                Some(CacheHit {
+                    found_us: c.get_found_us(),
+                    found_by: text(c.get_found_by())?,
+                    solve_id: text(c.get_solve_id())?,
+                })
+            } else {
+                None
+            },
         })
     }
 }
@@ -708,6 +921,7 @@ impl SolveStatus {
             winner: non_empty(text(r.get_winner())?),
             elapsed: micros(r.get_elapsed_us()),
             attempts,
+            source: Source::from_wire(r.get_source()),
         })
     }
 }
@@ -754,6 +968,16 @@ schema_names! {
         RequestTooLarge => "requestTooLarge", InvalidInput => "invalidInput",
         ProverError => "proverError", SystemError => "systemError", NoProver => "noProver",
         Unauthenticated => "unauthenticated", Overloaded => "overloaded",
+        Forbidden => "forbidden", Internal => "internal",
+    }
+    Grounds {
+        None => "none", Unchecked => "unchecked", ModelChecked => "modelChecked",
+        ProofChecked => "proofChecked", Confirmed => "confirmed",
+        CertificateFailed => "certificateFailed",
+    }
+    Source { Race => "race", Cache => "cache", Joined => "joined" }
+    CachePolicy {
+        Use => "use", CertifiedOnly => "certifiedOnly", Bypass => "bypass", Refresh => "refresh",
     }
     AttemptOutcome {
         Proved => "proved", NoProofFound => "noProofFound", InvalidInput => "invalidInput",

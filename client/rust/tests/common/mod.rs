@@ -8,7 +8,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,15 +26,6 @@ pub fn sample(name: &str) -> Vec<u8> {
         .join("../../samples")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Runs `body` on a current-thread runtime inside a `LocalSet`, as capnp-rpc needs.
-pub fn run_local<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    tokio::task::LocalSet::new().block_on(&runtime, body);
 }
 
 /// Polls `condition` every 20 ms until it holds; panics after `timeout`.
@@ -62,9 +52,12 @@ pub struct Server {
     metrics_url: Option<String>,
     child: Option<Child>,
     log: Arc<Log>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
+    /// The server at `PROOFRACE_ADDR`, else one of our own.
     pub fn start() -> Server {
         if let Ok(addr) = std::env::var("PROOFRACE_ADDR") {
             return Server {
@@ -72,18 +65,86 @@ impl Server {
                 metrics_url: std::env::var("PROOFRACE_METRICS_URL").ok(),
                 child: None,
                 log: Arc::default(),
+                args: Vec::new(),
+                env: Vec::new(),
             };
         }
+        Server::own(&[], &[])
+    }
+
+    /// A server of our own, with these extra arguments and environment.
+    pub fn own(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Server::spawn(args, env)
+    }
+
+    /// Stops the server (SIGTERM: it cancels its races as `shutdown` and reaps
+    /// its provers) and starts it again on the same address.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = self.addr.clone();
+        }
+        let env = self.env.clone();
+        let addr = self.addr.clone();
+        *self = Server::spawn(args, env);
+        assert_eq!(self.addr, addr);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("our own server").id()
+    }
+
+    /// Sends a signal to the server process (STOP, CONT, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Live processes started for this server's attempts (zombies excluded).
+    pub fn prover_pids(&self) -> Vec<u32> {
+        let mark = format!("PROOFRACE_OWNER={}-", self.pid());
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let marked = environ
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(mark.as_bytes()));
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            if marked && !zombie {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    fn spawn(args: Vec<String>, env: Vec<(String, String)>) -> Server {
         let bin = proofrace_bin();
         let mut child = Command::new(&bin)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-            ])
+            .arg("serve")
+            .args(&args)
+            .args(["--metrics", "127.0.0.1:0"])
             .args(["--log-format", "json"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -106,6 +167,8 @@ impl Server {
             metrics_url: None,
             child: Some(child),
             log,
+            args,
+            env,
         };
         let ready = server
             .wait_for_event(|e| e["event"] == "server.ready", Duration::from_secs(60))
@@ -150,6 +213,24 @@ impl Server {
         lines.iter().filter(|e| matches(e)).cloned().collect()
     }
 
+    /// The solve.finished event of `solve_id`.
+    pub fn solve_finished(&self, solve_id: &str) -> Value {
+        self.wait_for_event(
+            |e| e["event"] == "solve.finished" && e["solve_id"] == solve_id,
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("no solve.finished for {solve_id}"))
+    }
+
+    /// A gauge (or counter) without labels.
+    pub fn gauge(&self, name: &str) -> f64 {
+        let url = self.metrics_url.as_deref().expect("the metrics address");
+        http_get(url)
+            .lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Sum of the samples of counter `name` whose labels include `label="value"`.
     ///
     /// # Panics
@@ -177,6 +258,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Server {
+    fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
