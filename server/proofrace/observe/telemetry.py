@@ -89,7 +89,9 @@ class Telemetry:
         self.metrics.attempts.labels(result.prover, result.outcome.value).inc()
         if result.grounds is Grounds.CERTIFICATE_FAILED:
             self.metrics.wrong_answers.labels(result.prover).inc()
-            log.error("attempt.wrong_answer", answer=result.answer.value, message=result.message)
+            self._log.error(
+                "attempt.wrong_answer", **ids, answer=result.answer.value, message=result.message
+            )
         if result.stop is not None:
             stop = result.stop
             self.metrics.preemption_latency.labels(stop.reason.cause.value, result.prover).observe(
