@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proofrace.backends.features import handles, read
+from proofrace.core.features import handles, read
 from proofrace.core.model import (
     ErrorKind,
     Format,
