@@ -108,6 +108,10 @@ def test_a_wrong_model_is_the_provers_wrong_answer_and_never_wins(
     assert (outcome.verdict, outcome.winner) == (Verdict.PROVED, honest)
     assert not outcome.disagreement  # a refuted certificate is no answer to disagree with
     assert server.metric("proofrace_wrong_answers_total", prover=liar) == before + 1
+    logged = server.wait_for_event(
+        lambda e: e["event"] == "attempt.wrong_answer" and e["solve_id"] == outcome.solve_id
+    )
+    assert logged["prover"] == liar and logged["message"].startswith("wrong answer:")
 
 
 def test_a_model_check_that_takes_too_long_leaves_the_answer_unchecked(
