@@ -58,6 +58,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
             )
             + _liar("unsat-liar", "dimacs", "echo s UNSATISFIABLE")
             + _liar(
+                "slow-check",
+                "smtlib2",
+                "echo sat; echo '((define-fun x () Int 0))'",
+                model="stdout",
+                check=["sh", "-c", "sleep 600; echo unsat", "sh", "{check}"],
+            )
+            + _liar(
                 "drat-liar",
                 "dimacs",
                 "echo s UNSATISFIABLE; echo '1 0' > proof.drat",
@@ -101,6 +108,19 @@ def test_a_wrong_model_is_the_provers_wrong_answer_and_never_wins(
     assert (outcome.verdict, outcome.winner) == (Verdict.PROVED, honest)
     assert not outcome.disagreement  # a refuted certificate is no answer to disagree with
     assert server.metric("proofrace_wrong_answers_total", prover=liar) == before + 1
+    logged = server.wait_for_event(
+        lambda e: e["event"] == "attempt.wrong_answer" and e["solve_id"] == outcome.solve_id
+    )
+    assert logged["prover"] == liar and logged["message"].startswith("wrong answer:")
+
+
+def test_a_model_check_that_takes_too_long_leaves_the_answer_unchecked(
+    server: RunningServer, run
+) -> None:
+    content = "(declare-const x Int)\n(assert (< x 3))\n(check-sat)\n"
+    outcome = solve(server, run, content, provers=["slow-check"])
+    assert (outcome.verdict, outcome.grounds) == (Verdict.REFUTED, Grounds.UNCHECKED)
+    assert server.prover_pids() == []  # the checker was stopped and reaped
 
 
 def test_a_wrong_model_alone_gives_no_verdict(server: RunningServer, run) -> None:

@@ -32,7 +32,7 @@ def test_the_smoke_corpus_gets_no_wrong_verdict(
 ) -> None:
     manifest = Manifest.load(smoke_corpus)
     results = run(check(server.address, smoke_corpus, manifest.instances, 20.0, confirm, say=print))
-    assert len(results) == len(manifest.instances) > 30
+    assert len(results) == len(manifest.instances) > 25
     tally = counts(results)
     assert tally["wrong"] == 0, [r for r in results if r.mark == "wrong"]
     not_right = [(r.name, r.verdict) for r in results if r.mark != "correct"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proofrace.backends.features import handles, read
+from proofrace.core.features import handles, read
 from proofrace.core.model import (
     ErrorKind,
     Format,
@@ -33,7 +33,9 @@ def test_tptp_languages_and_features() -> None:
 def test_what_is_not_in_a_formula_is_no_feature() -> None:
     text = "% 'Quoted', \"distinct\", 1.6 and $sum in a comment\ncnf(12, axiom, p(a)).\n"
     assert needs(text) == {"cnf"}
-    assert needs("fof('a name', axiom, p(c)).") == {"fof"} | {"quoted"}  # names are quoted too
+    assert needs("fof('a name 12', axiom, p(c)).") == {"fof"}  # a formula's name
+    assert needs("fof(a, axiom, p('holds(266, 0)')).") == {"fof", "quoted"}  # no number
+    assert needs('fof(a, axiom, p("1.6")).') == {"fof", "distinct"}
 
 
 def test_a_quoted_lower_word_is_that_word() -> None:

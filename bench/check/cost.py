@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.corpus.manifest import Manifest
-from proofrace.backends import features
 from proofrace.backends.certify import CHECK_FILE, check_dimacs_model
 from proofrace.backends.registry import MODEL_FILE, PROOF_FILE, ProverSpec, Registry
 from proofrace.backends.smtscript import SyntaxProblem, check_script, read_model, read_script
 from proofrace.backends.verdicts import OutputScanner
+from proofrace.core import features
 from proofrace.core.formats import FILE_SUFFIX
 from proofrace.core.model import Format
 

@@ -35,12 +35,18 @@ from proofrace.core.model import (
     Answer,
     AttemptOutcome,
     AttemptResult,
+    CancelCause,
+    CancelReason,
     Format,
     Grounds,
     Problem,
 )
 
 CHECK_FILE = "check.smt2"
+# An SMT model check only evaluates the problem under the model, but a quantified problem can
+# still be hard for the checking solver: past this the answer stays unchecked. (DRAT proofs,
+# asked for by name, are checked until the attempt's deadline.)
+SMT_CHECK_SECONDS = 5.0
 # The largest output kept for reading a model from it: past this the answer stays unchecked.
 MODEL_OUTPUT_BYTES = 32 * 1024 * 1024
 _CHECK_TAIL_BYTES = 4096
@@ -169,7 +175,7 @@ async def _check_smt_model(
     if model is None or not script.checkable:
         return None
     (context.workdir / CHECK_FILE).write_text(check_script(script, model))
-    said = await run_checker(spec.check, _SMT_CHECK, context)
+    said = await run_checker(spec.check, _SMT_CHECK, context, time_limit=SMT_CHECK_SECONDS)
     if said is Finding.REFUTED:  # sat: the model holds
         return Grounds.MODEL_CHECKED, ""
     if said is Finding.PROVED:
@@ -209,11 +215,34 @@ _DRAT_CHECK = (
 
 
 async def run_checker(
-    command: Sequence[str], rules: tuple[Rule, ...], context: CheckContext
+    command: Sequence[str],
+    rules: tuple[Rule, ...],
+    context: CheckContext,
+    *,
+    time_limit: float | None = None,
 ) -> Finding | None:
-    """What the checker found, or None: not run, stopped, or no answer."""
+    """What the checker found, or None: not run, stopped (with the attempt, or past
+    `time_limit` seconds), or no answer."""
     if context.scope.cancel_called:
         return None
+    scope = context.scope.child()
+    timer = (
+        asyncio.get_running_loop().call_later(
+            time_limit, scope.cancel, CancelReason(CancelCause.TIMEOUT, "the check took too long")
+        )
+        if time_limit is not None
+        else None
+    )
+    try:
+        return await _run_checker(command, rules, context, scope)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+async def _run_checker(
+    command: Sequence[str], rules: tuple[Rule, ...], context: CheckContext, scope: CancelScope
+) -> Finding | None:
     argv = [_placeholder(part, context.input_name) for part in command]
     if shutil.which(argv[0]) is None:
         return None
@@ -224,7 +253,7 @@ async def run_checker(
             cwd=context.workdir,
             env=context.env,
             limits=context.limits,
-            scope=context.scope,
+            scope=scope,
             output=scanner,
             guard=context.guard,
             on_spawn=lambda _pid: None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from proofrace.backends import features
+from proofrace.core import features
 from proofrace.core.formats import detect
 from proofrace.core.model import (
     ErrorKind,

@@ -151,9 +151,12 @@ def _starts_a_unit(text: bytes, name: bytes) -> bool:
 
 
 def _in_formula(text: bytes, at: int) -> bool:
-    """Not in a `%` comment, and not a formula's name (`cnf(12, ...`). Block comments are
+    """Not in a `%` comment, not inside a quoted name or a distinct object (names often hold
+    digits: `'holds(266, 0)'`), and not a formula's name (`cnf(12, ...`). Block comments are
     taken for formulas: a feature seen there costs a prover, never a wrong answer."""
     line = text[text.rfind(b"\n", 0, at) + 1 : at]
+    if line.count(b"'") % 2 or line.count(b'"') % 2:
+        return False
     return b"%" not in line and not _FORMULA_NAME.search(line)
 
 
