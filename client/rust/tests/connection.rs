@@ -323,3 +323,31 @@ async fn a_unix_socket_serves_like_tcp() {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_while_the_server_is_gone_fail_as_connect_errors_after_the_back_off() {
+    let server = Server::own(&[], &[]);
+    let client = Client::builder(&server.addr)
+        .reconnect(Reconnect {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        })
+        .connect()
+        .await
+        .expect("connect");
+    proves(&client).await;
+    tokio::task::block_in_place(|| drop(server));
+    // The next solve dials three times, then says why it could not (or, if it went
+    // out before the client noticed the server leave, fails as disconnected).
+    match client.solve(hard_request("rust-gone")).result().await {
+        Err(e @ (Error::Connect { .. } | Error::Disconnected(_))) => {
+            assert!(e.is_retryable(), "{e}")
+        }
+        other => panic!("want a connect error, got {other:?}"),
+    }
+    match client.provers().await {
+        Err(Error::Connect { .. }) => {}
+        other => panic!("want a connect error, got {other:?}"),
+    }
+}
