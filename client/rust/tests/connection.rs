@@ -273,6 +273,12 @@ async fn a_client_outlives_a_restart_of_its_server() {
     let _ = solve_id;
     // New solves reconnect to the new server.
     proves(&client).await;
+    server
+        .wait_for_event(
+            |e| e["event"] == "connection.opened",
+            Duration::from_secs(10),
+        )
+        .expect("connection.opened");
     let opened = server.events(|e| e["event"] == "connection.opened");
     assert_eq!(opened.len(), 1, "{opened:?}");
 }

@@ -386,6 +386,13 @@ async fn dropping_the_client_and_its_handles_closes_the_connection() {
     wait_until("the connection to close", Duration::from_secs(15), || {
         server.gauge("proofrace_connections") == 0.0
     });
+    // The server writes its log in batches: wait for the line, then count.
+    server
+        .wait_for_event(
+            |e| e["event"] == "connection.closed",
+            Duration::from_secs(10),
+        )
+        .expect("connection.closed");
     let closed = server.events(|e| e["event"] == "connection.closed");
     assert_eq!(closed.len(), 1, "{closed:?}");
     let finished = tokio::task::block_in_place(|| server.solve_finished(&solve_id));
