@@ -67,7 +67,7 @@ def rust() -> RustBuild:
     # -j 2: the machines have two cores and other clients may be building beside us.
     for step in (
         ["build", "--locked", "-j", "2", "--examples"],
-        ["test", "--locked", "-j", "2", "--no-run"],
+        ["test", "--locked", "-j", "2", "--features", "serde", "--no-run"],
     ):
         proc = subprocess.run(
             [cargo, *step], cwd=CRATE, env=env, capture_output=True, text=True, timeout=1800
@@ -252,7 +252,7 @@ def test_cargo_test_against_this_server(server: Any, rust: RustBuild) -> None:
         "PROOFRACE_METRICS_URL": f"http://127.0.0.1:{server.metrics_port}/metrics",
     }
     proc = subprocess.run(
-        [rust.cargo, "test", "--locked", "-j", "2"],
+        [rust.cargo, "test", "--locked", "-j", "2", "--features", "serde"],
         cwd=CRATE,
         env=env,
         capture_output=True,
@@ -261,7 +261,7 @@ def test_cargo_test_against_this_server(server: Any, rust: RustBuild) -> None:
     )
     assert proc.returncode == 0, f"cargo test failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     results = [line for line in proc.stdout.splitlines() if line.startswith("test result:")]
-    # unit tests, live_server, connection, host_cases, doc tests
+    # unit tests, connection, host_cases, live_server, doc tests
     assert len(results) >= 5 and all(" 0 failed" in line for line in results), results
     assert not server.prover_pids()
 

@@ -662,4 +662,31 @@ mod tests {
             "systemError"
         );
     }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn host_outcomes_travel_as_json_with_their_case_named() {
+        let h = HostOutcome::InvalidInput {
+            elapsed_ms: 7,
+            reason: "unknown constant y".into(),
+            location: Some(Location {
+                line: 3,
+                column: Some(11),
+            }),
+        };
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["case"], "invalidInput");
+        assert_eq!(json["location"]["line"], 3);
+        assert_eq!(serde_json::from_value::<HostOutcome>(json).unwrap(), h);
+        let cancelled = HostOutcome::Cancelled {
+            elapsed_ms: 1,
+            reason: CancelReason {
+                cause: CancelCause::TokenDropped,
+                message: String::new(),
+            },
+        };
+        let back: HostOutcome =
+            serde_json::from_str(&serde_json::to_string(&cancelled).unwrap()).unwrap();
+        assert_eq!(back, cancelled);
+    }
 }

@@ -211,13 +211,10 @@ async fn tls_and_mutual_tls_with_a_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_holds_a_connection_past_the_idle_timeout() {
-    let server = Server::own(&[], &[("PROOFRACE_IDLE_TIMEOUT_S", "0.6")]);
+    let server = Server::own(&[], &[("PROOFRACE_IDLE_TIMEOUT_S", "1")]);
     let client = Client::connect(&server.addr).await.expect("connect");
-    assert_eq!(
-        client.ping().await.expect("ping"),
-        Duration::from_millis(600)
-    );
-    // result() waits five idle timeouts; pings keep the connection.
+    assert_eq!(client.ping().await.expect("ping"), Duration::from_secs(1));
+    // result() waits three idle timeouts; pings keep the connection.
     let outcome = client
         .solve(hard_request("rust-keepalive").timeout(Duration::from_secs(3)))
         .result()
@@ -276,6 +273,12 @@ async fn a_client_outlives_a_restart_of_its_server() {
     let _ = solve_id;
     // New solves reconnect to the new server.
     proves(&client).await;
+    server
+        .wait_for_event(
+            |e| e["event"] == "connection.opened",
+            Duration::from_secs(10),
+        )
+        .expect("connection.opened");
     let opened = server.events(|e| e["event"] == "connection.opened");
     assert_eq!(opened.len(), 1, "{opened:?}");
 }
@@ -325,4 +328,32 @@ async fn a_unix_socket_serves_like_tcp() {
     assert!(peers.iter().all(|e| e["peer"] == "unix"), "{peers:?}");
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_while_the_server_is_gone_fail_as_connect_errors_after_the_back_off() {
+    let server = Server::own(&[], &[]);
+    let client = Client::builder(&server.addr)
+        .reconnect(Reconnect {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        })
+        .connect()
+        .await
+        .expect("connect");
+    proves(&client).await;
+    tokio::task::block_in_place(|| drop(server));
+    // The next solve dials three times, then says why it could not (or, if it went
+    // out before the client noticed the server leave, fails as disconnected).
+    match client.solve(hard_request("rust-gone")).result().await {
+        Err(e @ (Error::Connect { .. } | Error::Disconnected(_))) => {
+            assert!(e.is_retryable(), "{e}")
+        }
+        other => panic!("want a connect error, got {other:?}"),
+    }
+    match client.provers().await {
+        Err(Error::Connect { .. }) => {}
+        other => panic!("want a connect error, got {other:?}"),
+    }
 }

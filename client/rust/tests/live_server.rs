@@ -220,6 +220,30 @@ async fn a_cancel_inside_select_is_not_lost_when_its_branch_loses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_is_cancel_safe() {
+    let server = Server::start();
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let handle = client.solve(hard_request("rust-cancel-safe"));
+    all_running(&handle).await;
+    // Abandoned twice while the race runs: the race goes on, nothing is lost.
+    for _ in 0..2 {
+        let abandoned = tokio::time::timeout(Duration::from_millis(100), handle.result()).await;
+        assert!(abandoned.is_err(), "{abandoned:?}");
+    }
+    assert_eq!(
+        handle.status().await.expect("status").state,
+        SolveState::Running
+    );
+    drop(handle.cancel("enough waiting"));
+    let outcome = handle.result().await.expect("result after abandoned waits");
+    assert!(
+        matches!(&outcome.verdict, Verdict::Cancelled(r) if r.message == "enough waiting"),
+        "{:?}",
+        outcome.verdict
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_cause_to_end_a_race_is_the_one_reported() {
     let server = Server::start();
     let client = Client::connect(&server.addr).await.expect("connect");
@@ -362,6 +386,13 @@ async fn dropping_the_client_and_its_handles_closes_the_connection() {
     wait_until("the connection to close", Duration::from_secs(15), || {
         server.gauge("proofrace_connections") == 0.0
     });
+    // The server writes its log in batches: wait for the line, then count.
+    server
+        .wait_for_event(
+            |e| e["event"] == "connection.closed",
+            Duration::from_secs(10),
+        )
+        .expect("connection.closed");
     let closed = server.events(|e| e["event"] == "connection.closed");
     assert_eq!(closed.len(), 1, "{closed:?}");
     let finished = tokio::task::block_in_place(|| server.solve_finished(&solve_id));
