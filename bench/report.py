@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import plots
+from bench import cache_report, plots
 from bench.portfolio import PROVERS, InstanceResult
 from bench.preemption.measure import MECHANISMS
 from bench.stats import summary
@@ -474,6 +474,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         *_portfolio(results, portfolio),
         *_latency(results),
         *_overhead(results),
+        *cache_report.section(out),
         *_instances(portfolio, timeout),
         *_reproduce(),
     ]
