@@ -32,7 +32,7 @@ from proofrace.core.progress import AttemptProgress
 from proofrace.observe.cache_telemetry import CacheTelemetry
 from proofrace.observe.metrics import Metrics
 from proofrace.observe.telemetry import Telemetry
-from proofrace.race.plan import RaceLimits
+from proofrace.race.plan import Plan, RaceLimits, plan
 from proofrace.race.service import RaceService
 
 GOAL = b"(assert false)\n(check-sat)\n"
@@ -331,9 +331,7 @@ async def test_a_failing_store_costs_a_miss_not_a_solve(cache) -> None:
     await races.shutdown()
 
 
-def plan_of(races: RaceService):
-    from proofrace.race.plan import plan
-
-    planned = plan(request(), races_backend(races).catalog(), races.limits)
-    assert not isinstance(planned, Exception) and hasattr(planned, "provers")
+def plan_of(races: RaceService) -> Plan:
+    planned = plan(request(), races_backend(races).catalog(), RaceLimits(max_timeout_s=60))
+    assert isinstance(planned, Plan)
     return planned

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -97,7 +97,7 @@ def canonical(value: object) -> Any:
         return [canonical(value.pattern), value.flags]
     if isinstance(value, bytes):
         return value.hex()
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
