@@ -442,6 +442,7 @@ def _reproduce() -> list[str]:
         "python -m bench.corpus      # once: fetch (apt source packages) and generate the corpus",
         "python -m bench             # every measurement, then this report (about 15 min here)",
         "python -m bench --smoke     # seconds: a tiny corpus, a few races (what CI runs)",
+        "python -m bench.cache       # section 4: the corpus cold and warm, cache-hit latency",
         "python -m bench.report docs/bench/results.json   # re-render from the samples",
         "```",
         "",

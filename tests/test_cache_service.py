@@ -65,7 +65,7 @@ def test_a_hit_answers_at_once_and_says_where_it_came_from(cached_server, run) -
     assert hit.goal_id == "g2" and hit.attempts == () and hit.winner == raced.winner
     assert hit.cached is not None
     assert hit.cached.found_by == raced.winner and hit.cached.solve_id == raced.solve_id
-    assert hit.grounds.value == "unchecked"
+    assert hit.grounds is raced.grounds and raced.grounds.value != "none"  # stored with it
     assert len(attempts_started(server)) == 2  # the hit started nothing
     assert server.metric("proofrace_cache_hits_total") == 1
     assert server.metric("proofrace_cache_misses_total") == 1
@@ -129,6 +129,33 @@ def test_bypass_and_refresh_race_again(cached_server, run) -> None:
     assert hit.cached is not None and hit.cached.solve_id == refreshed.solve_id
     assert len(attempts_started(server)) == 3
     assert server.events(event="cache.stored", solve_id=bypassed.solve_id) == []
+
+
+def test_certified_only_takes_only_checked_or_confirmed_verdicts(cached_server, run) -> None:
+    server = cached_server
+    sat_cnf = "p cnf 3 2\n1 -2 0\n2 3 0\n"
+
+    async def scenario():
+        async with Client.connect(server.address) as client:
+
+            async def solve(text: str, provers: list[str], policy: CachePolicy):
+                outcome = await (await client.solve(text, provers=provers, cache=policy)).result()
+                if outcome.source is Source.RACE:
+                    server.wait_event(event="cache.stored", solve_id=outcome.solve_id)
+                return outcome
+
+            word = await solve(EASY, ["z3"], CachePolicy.USE)  # one prover's word
+            strict = await solve(EASY, ["z3"], CachePolicy.CERTIFIED_ONLY)
+            loose = await solve(EASY, ["z3"], CachePolicy.USE)
+            model = await solve(sat_cnf, ["cadical"], CachePolicy.USE)  # its model is checked
+            checked = await solve(sat_cnf, ["cadical"], CachePolicy.CERTIFIED_ONLY)
+            return word, strict, loose, model, checked
+
+    word, strict, loose, model, checked = run(scenario())
+    assert word.grounds.value == "unchecked"
+    assert strict.source is Source.RACE and loose.source is Source.CACHE
+    assert model.verdict is Verdict.REFUTED and model.grounds.value == "modelChecked"
+    assert checked.source is Source.CACHE and checked.grounds.value == "modelChecked"
 
 
 def test_two_clients_share_one_race_and_each_hears_its_own_cause(cached_server, run) -> None:
