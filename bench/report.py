@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import plots
+from bench import cache_report, plots
 from bench.portfolio import PROVERS, InstanceResult
 from bench.preemption.measure import MECHANISMS
 from bench.stats import summary
@@ -442,6 +442,7 @@ def _reproduce() -> list[str]:
         "python -m bench.corpus      # once: fetch (apt source packages) and generate the corpus",
         "python -m bench             # every measurement, then this report (about 15 min here)",
         "python -m bench --smoke     # seconds: a tiny corpus, a few races (what CI runs)",
+        "python -m bench.cache       # section 4: the corpus cold and warm, cache-hit latency",
         "python -m bench.report docs/bench/results.json   # re-render from the samples",
         "```",
         "",
@@ -474,6 +475,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         *_portfolio(results, portfolio),
         *_latency(results),
         *_overhead(results),
+        *cache_report.section(out),
         *_instances(portfolio, timeout),
         *_reproduce(),
     ]

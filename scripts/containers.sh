@@ -165,6 +165,9 @@ prometheus_hash="$(
   } | sha256sum | cut -c1-16
 )"
 prometheus="proofrace-prometheus:$prometheus_hash"
+# The shared verdict cache of docker-compose.cache.yml.
+redis_hash="$({ (cd "$root" && ls docker/redis/Dockerfile) | digest; echo "$base_id"; } | sha256sum | cut -c1-16)"
+redis="proofrace-redis:$redis_hash"
 
 build() { # tag context [extra docker build args]
   local tag="$1" context="$2"
@@ -205,10 +208,17 @@ else
   build "$prometheus" "$root/docker/prometheus"
 fi
 docker tag "$prometheus" proofrace-prometheus:latest
+if docker image inspect "$redis" >/dev/null 2>&1; then
+  step "reusing $redis"
+else
+  step "building $redis on $base"
+  build "$redis" "$root/docker/redis"
+fi
+docker tag "$redis" proofrace-redis:latest
 # Earlier builds' tags go: their layers are mostly shared, but each keeps its own app layer.
-for repo in proofrace proofrace-prometheus; do
+for repo in proofrace proofrace-prometheus proofrace-redis; do
   docker image ls --format '{{.Repository}}:{{.Tag}}' "$repo" |
-    grep -v -x -e "$image" -e "$prometheus" -e "$repo:latest" |
+    grep -v -x -e "$image" -e "$prometheus" -e "$redis" -e "$repo:latest" |
     xargs -r docker rmi >/dev/null 2>&1 || true
 done
 step "images: $image (proofrace:latest), $prometheus (proofrace-prometheus:latest)"
@@ -218,6 +228,6 @@ step "images: $image (proofrace:latest), $prometheus (proofrace-prometheus:lates
 # --- tests ----------------------------------------------------------------------------------
 cd "$root"
 step "pytest tests/containers"
-PROOFRACE_IMAGE="$image" PROOFRACE_PROMETHEUS_IMAGE="$prometheus" \
+PROOFRACE_IMAGE="$image" PROOFRACE_PROMETHEUS_IMAGE="$prometheus" PROOFRACE_REDIS_IMAGE="$redis" \
   TESTCONTAINERS_RYUK_DISABLED=true \
   "$py" -m pytest -ra tests/containers "$@"

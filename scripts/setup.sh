@@ -8,7 +8,8 @@ venv="${PROOFRACE_VENV:-$root/.venv}"
 
 # command -> Debian package
 packages=(z3:z3 cvc5:cvc5 cvc4:cvc4 boolector:boolector cadical:cadical minisat:minisat
-  cryptominisat5:cryptominisat picosat:picosat eprover:eprover SPASS:spass capnp:capnproto)
+  cryptominisat5:cryptominisat picosat:picosat eprover:eprover SPASS:spass capnp:capnproto
+  redis-server:redis-server)  # redis-server: the shared verdict cache's tests
 if [[ "${1:-}" == "--clients" ]]; then
   packages+=(pkg-config:pkg-config g++:g++ make:make)
 fi

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "server" / "proofrace"
 ALLOWED = {
     "core": {"core"},
     "backends": {"core", "backends"},
-    "race": {"core", "race", "backends.base"},
+    "cache": {"core", "cache"},
+    "race": {"core", "race", "cache", "backends.base"},
     "observe": {"core", "observe"},
     "wire": {"core", "race", "backends", "wire", "schema", "capnp"},
 }

@@ -17,6 +17,8 @@ from proofrace.core.model import (
     Answer,
     AttemptOutcome,
     AttemptResult,
+    CacheHit,
+    CachePolicy,
     CancelCause,
     CancelReason,
     Conflict,
@@ -28,6 +30,7 @@ from proofrace.core.model import (
     SolveOutcome,
     SolveState,
     SolveStatus,
+    Source,
     Strategy,
     Verdict,
 )
@@ -37,6 +40,8 @@ __all__ = [
     "Answer",
     "AttemptOutcome",
     "AttemptResult",
+    "CacheHit",
+    "CachePolicy",
     "CancelCause",
     "CancelReason",
     "Client",
@@ -54,6 +59,7 @@ __all__ = [
     "SolveOutcome",
     "SolveState",
     "SolveStatus",
+    "Source",
     "Strategy",
     "Verdict",
 ]

@@ -18,7 +18,7 @@ from proofrace.client import login
 from proofrace.client.address import Address
 from proofrace.client.job import Job
 from proofrace.client.transport import Link
-from proofrace.core.model import Format, ProverInfo, SolveRequest, Strategy
+from proofrace.core.model import CachePolicy, Format, ProverInfo, SolveRequest, Strategy
 from proofrace.wire import convert
 
 
@@ -73,8 +73,10 @@ class Client:
         time_limit: float | None = None,
         goal_id: str = "",
         confirm: bool = False,
+        cache: CachePolicy = CachePolicy.USE,
     ) -> Job:
-        """Start a solve; `time_limit` is in seconds (None: the server's default).
+        """Start a solve; `time_limit` is in seconds (None: the server's default); `cache`
+        says whether the server's verdict cache may answer, or must be bypassed or refreshed.
 
         Returns at once, without a round trip: the job holds the pipelined token, so a cancel
         can leave before the server has even answered `solve`.
@@ -89,6 +91,7 @@ class Client:
             quorum=quorum,
             timeout_ms=round(time_limit * 1000) if time_limit else 0,
             confirm=confirm,
+            cache=cache,
         )
         call = self._dispatcher.solve_request()
         convert.write_request(call.init("request"), request)

@@ -8,14 +8,21 @@ connections, then release the orphan guard. Nothing is left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
 from proofrace import __version__
 from proofrace.backends.pool import Place, Pool
+from proofrace.cache.key import entry_digest
+from proofrace.cache.open import open_store
+from proofrace.cache.store import StoreError
+from proofrace.cache.verdicts import VerdictCache
 from proofrace.config import Settings, split_host_port
+from proofrace.observe.cache_telemetry import CacheTelemetry
 from proofrace.observe.telemetry import Telemetry
 from proofrace.race.plan import RaceLimits
 from proofrace.race.service import RaceService
@@ -42,7 +49,18 @@ async def _serve(settings: Settings) -> None:
         if settings.local_slots != 0:
             pool.add(Place("local", rt.local_backend(), settings.local_slots))
         workers = WorkerDirectory(pool, settings.grace_s, on_count=rt.metrics.workers.inc)
-        service = RaceService(pool, Telemetry(rt.metrics), race_limits(settings))
+        cache_telemetry = CacheTelemetry(rt.metrics)
+        cache = await open_cache(settings, cache_telemetry)
+        specs = rt.registry.specs
+        service = RaceService(
+            pool,
+            Telemetry(rt.metrics),
+            race_limits(settings),
+            cache=cache,
+            joins=cache_telemetry,
+            entry_digest=lambda p: entry_digest(specs[p]) if p in specs else "",
+            share=settings.share_races,
+        )
         secret = settings.secret()
         listener = rt.listener(
             bootstrap(settings, secret, service, workers),
@@ -70,6 +88,8 @@ async def _serve(settings: Settings) -> None:
             await asyncio.gather(*dialers, return_exceptions=True)
             await listener.stop_accepting()
             await service.shutdown()
+            if cache is not None:
+                await cache.close()
 
 
 def bootstrap(
@@ -90,6 +110,26 @@ def bootstrap(
         return GateServer(secret, dispatcher, connection, limits)
 
     return serve_connection
+
+
+async def open_cache(settings: Settings, telemetry: CacheTelemetry) -> VerdictCache | None:
+    """The verdict cache, or None: off, or its store cannot be opened. A cache is never worth
+    refusing to serve: without one, every solve races (and the log says why)."""
+    try:
+        store = await open_store(
+            settings.cache, settings.cache_url, Path(settings.cache_file()),
+            settings.cache_max_entries,
+        )  # fmt: skip
+    except StoreError as error:
+        telemetry.cache_error("open", error)
+        _log.error("cache.unavailable", store=settings.cache, error=str(error))
+        return None
+    if store is None:
+        return None
+    with contextlib.suppress(StoreError):
+        telemetry.metrics.cache_entries.set(await store.size())
+    _log.info("cache.ready", store=store.name, max_entries=settings.cache_max_entries)
+    return VerdictCache(store, telemetry)
 
 
 def race_limits(settings: Settings) -> RaceLimits:

@@ -23,6 +23,12 @@ class ConfigError(ValueError):
     pass
 
 
+def default_state_dir() -> str:
+    """Where the service keeps what outlives it (the verdict cache): $XDG_STATE_HOME/proofrace."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return f"{state}/proofrace"
+
+
 def default_socket() -> str:
     """The local default: a Unix socket in the user's runtime directory."""
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/proofrace-{os.getuid()}"
@@ -87,6 +93,17 @@ class Settings:
     # its TLS certificate against (set: dial with TLS).
     credential_file: str = ""
     dispatcher_ca: str = ""
+    # The verdict cache: "sqlite" (embedded, a file in state_dir), "redis" (shared by several
+    # dispatchers, at cache_url) or "off". At most cache_max_entries verdicts are kept; beyond,
+    # the least recently used go.
+    cache: str = "sqlite"
+    cache_url: str = ""
+    cache_path: str = ""
+    cache_max_entries: int = 100_000
+    # A solve identical (by the cache key) to a race already running joins that race.
+    share_races: bool = True
+    # What outlives the process; "" for $XDG_STATE_HOME/proofrace (~/.local/state/proofrace).
+    state_dir: str = ""
 
     @classmethod
     def load(
@@ -140,6 +157,12 @@ class Settings:
             raise ConfigError(f"timeouts are at most {_MAX_WIRE_S} s")
         if not 0 <= self.idle_timeout_s <= _MAX_WIRE_S:
             raise ConfigError(f"idle_timeout_s is between 0 and {_MAX_WIRE_S}")
+        if self.cache not in ("sqlite", "redis", "off"):
+            raise ConfigError("cache is one of sqlite, redis, off")
+        if self.cache == "redis" and not self.cache_url:
+            raise ConfigError("cache = redis needs cache_url (redis://host:port or unix:///path)")
+        if self.cache_max_entries < 1:
+            raise ConfigError("cache_max_entries must be at least 1")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format is one of auto, json, console")
         if (self.auth_secret or self.auth_secret_file) and len(self.secret()) < 16:
@@ -156,6 +179,12 @@ class Settings:
                         f"refusing plain TCP on {entry}: set tls_cert and tls_key, "
                         "or insecure_tcp = true for a private network"
                     )
+
+    def cache_file(self) -> Path:
+        """The embedded cache's SQLite file."""
+        if self.cache_path:
+            return Path(self.cache_path)
+        return Path(self.state_dir or default_state_dir()) / "verdicts.sqlite3"
 
     def secret(self) -> bytes:
         """The login secret, or b"" when none is required."""

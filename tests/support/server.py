@@ -23,6 +23,7 @@ from tests.support.processes import marked_processes
 from tests.support.prometheus import metric_sum
 
 Event = dict[str, Any]
+NO_CACHE = {"PROOFRACE_CACHE": "off", "PROOFRACE_SHARE_RACES": "false"}
 
 
 class EventLog:
@@ -90,7 +91,9 @@ class RunningServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            # Every solve runs its own race unless the caller turns the verdict cache and
+            # shared races on: a test or benchmark of the race must not be answered by another.
+            env={**os.environ, **NO_CACHE, **(env or {})},
         )
         self.pid = self.process.pid
         self._reader = threading.Thread(target=self._read_log, daemon=True)

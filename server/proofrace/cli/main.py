@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from proofrace import __version__
+from proofrace.cli import cache as cache_cli
 from proofrace.cli import connect
 
 
@@ -62,10 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm", action="store_true", help="a decisive answer must be certified or confirmed"
     )
     solve.add_argument("--goal-id", default="", help="your id for this goal, echoed in logs")
+    solve.add_argument(
+        "--cache",
+        default="use",
+        choices=["use", "certifiedOnly", "bypass", "refresh"],
+        help="what the server's verdict cache may do (default: use)",
+    )
     solve.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     provers = commands.add_parser("provers", help="list the provers a service knows")
     connect.add_arguments(provers)
+
+    cache = commands.add_parser("cache", help="inspect or invalidate the verdict cache")
+    cache_cli.add_arguments(cache)
     return parser
 
 
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         from proofrace.cli.serve import run_serve
 
         return run_serve(args)
+    if args.command == "cache":
+        return cache_cli.run_cache(args)
     if args.command == "solve":
         from proofrace.cli.solve import run_solve
 

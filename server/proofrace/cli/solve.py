@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import enum
 import json
 import signal
@@ -18,9 +19,11 @@ from proofrace.cli import connect
 from proofrace.client import Client, ConnectError, Job
 from proofrace.core.model import (
     AttemptResult,
+    CachePolicy,
     Format,
     SolveOutcome,
     SolveStatus,
+    Source,
     Strategy,
     Verdict,
 )
@@ -56,6 +59,7 @@ async def _solve(args: argparse.Namespace, content: bytes) -> int:
             time_limit=args.timeout,
             goal_id=args.goal_id,
             confirm=args.confirm,
+            cache=CachePolicy(args.cache),
         )
         display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
         await _follow(job, display)
@@ -129,6 +133,14 @@ def render_outcome(outcome: SolveOutcome) -> str:
         head += f"\nCONFLICT: proved by {proved}; refuted by {refuted}; nothing settles it"
     elif outcome.disagreement:
         head += "\nWARNING: provers gave contradictory decisive answers"
+    if outcome.cached is not None:
+        found = datetime.datetime.fromtimestamp(outcome.cached.found_us / 1e6, datetime.UTC)
+        head += (
+            f"\nfrom the cache: found by {outcome.cached.found_by}"
+            f" in solve {outcome.cached.solve_id} at {found:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    elif outcome.source is Source.JOINED:
+        head += "\njoined an identical race already running"
     lines = [head, *(_render_attempt(a) for a in outcome.attempts)]
     return "\n".join(lines)
 

@@ -152,6 +152,30 @@ class Conflict:
     refuted: tuple[str, ...]  # provers that answered refuted
 
 
+class CachePolicy(enum.Enum):
+    """What a request lets the verdict cache do."""
+
+    USE = "use"  # answer from the cache when it holds the goal; store new verdicts
+    CERTIFIED_ONLY = "certifiedOnly"  # only certified or confirmed verdicts may answer
+    BYPASS = "bypass"  # neither read nor write it
+    REFRESH = "refresh"  # race afresh and overwrite what it holds
+
+
+class Source(enum.Enum):
+    """Where an outcome came from."""
+
+    RACE = "race"
+    CACHE = "cache"
+    JOINED = "joined"  # an identical race already running for another caller
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    found_us: int  # when the verdict was first found, microseconds since the Unix epoch
+    found_by: str  # the prover whose answer it was
+    solve_id: str  # the solve that found it
+
+
 class Verdict(enum.Enum):
     UNKNOWN = "unknown"
     PROVED = "proved"
@@ -177,6 +201,8 @@ class SolveOutcome:
     deadline_ms: int = 0  # the deadline that applied; 0 when the request was refused
     grounds: Grounds = Grounds.NONE  # how the verdict was established
     conflict: Conflict | None = None  # contradicting answers nothing settled (verdict unknown)
+    source: Source = Source.RACE
+    cached: CacheHit | None = None  # with Source.CACHE
 
 
 class SolveState(enum.Enum):
@@ -209,6 +235,7 @@ class SolveStatus:
     winner: str
     elapsed_ns: int
     attempts: tuple[AttemptStatus, ...]
+    source: Source = Source.RACE
 
 
 @dataclass(frozen=True)
@@ -223,6 +250,7 @@ class SolveRequest:
     quorum: int = 2
     timeout_ms: int = 0
     confirm: bool = False  # a decisive answer must be certified or confirmed before it counts
+    cache: CachePolicy = CachePolicy.USE
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,35 @@ class Metrics:
             ["event"],
             registry=r,
         )
+        # The verdict cache, and races shared between callers.
+        self.cache_hits = Counter(
+            "proofrace_cache_hits", "Solves answered by the cache", registry=r
+        )
+        self.cache_misses = Counter(
+            "proofrace_cache_misses", "Cache lookups that found no usable verdict", registry=r
+        )
+        self.cache_entries = Gauge(
+            "proofrace_cache_entries",
+            "Verdicts in the cache, as of this server's last write",
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "proofrace_cache_evictions", "Verdicts evicted by this server's writes", registry=r
+        )
+        self.cache_errors = Counter(
+            "proofrace_cache_errors",
+            "Cache operations that failed (counted as misses)",
+            ["operation"],
+            registry=r,
+        )
+        self.cache_hit_latency = Histogram(
+            "proofrace_cache_hit_latency_seconds",
+            "Lookup time of a cache hit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.race_joins = Counter(
+            "proofrace_race_joins",
+            "Solves that joined an identical race already running",
+            registry=r,
+        )

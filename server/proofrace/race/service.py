@@ -4,28 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 
 from proofrace.backends.base import Backend
+from proofrace.cache.key import CacheKey, Identity, cache_key
+from proofrace.cache.verdicts import VerdictCache
 from proofrace.core.model import (
+    CachePolicy,
     CancelCause,
     CancelReason,
     ErrorKind,
     ProverInfo,
     SolveError,
+    SolveOutcome,
     SolveRequest,
 )
 from proofrace.race.events import RaceObserver
-from proofrace.race.plan import RaceLimits, plan
+from proofrace.race.plan import Plan, RaceLimits, plan
 from proofrace.race.race import Race, RefusedSolve, Solve
+from proofrace.race.shared import JoinObserver, SharedRace, SharedRaces
 
 
 class RaceService:
-    def __init__(self, backend: Backend, observer: RaceObserver, limits: RaceLimits) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        observer: RaceObserver,
+        limits: RaceLimits,
+        *,
+        cache: VerdictCache | None = None,
+        joins: JoinObserver | None = None,
+        entry_digest: Callable[[str], str] = lambda _prover: "",
+        share: bool = True,
+    ) -> None:
+        """`cache`: the verdict cache (None: every solve races); `share`: a solve identical to
+        a race already running joins it, observed by `joins`; `entry_digest(prover)` names its
+        registry entry, for the cache key."""
         self._backend = backend
         self._observer = observer
         self._limits = limits
         self._running: dict[Race, asyncio.Task[object]] = {}
         self._accepting = True
+        self._cache = cache
+        self._entry_digest = entry_digest
+        self._shared = SharedRaces(
+            self._launch, joins or _NoJoinObserver(), limits.max_timeout_s, share, self._remember
+        )
+        self._keys: dict[SharedRace, CacheKey] = {}
 
     @property
     def accepting(self) -> bool:
@@ -45,22 +70,74 @@ class RaceService:
         return refused
 
     def start(self, request: SolveRequest) -> Solve:
-        """Validate and start a race in the background; returns at once."""
+        """Validate and start a race of its own in the background; returns at once."""
         solve_id = secrets.token_hex(6)
-        planned = (
-            SolveError(ErrorKind.SYSTEM_ERROR, "the server is shutting down")
-            if not self._accepting
-            else overloaded(f"{self.in_flight} solves in flight, the server's limit")
-            if self.in_flight >= self._limits.max_solves
-            else plan(request, self._backend.catalog(), self._limits)
-        )
+        planned = self._capacity() or self._plan(request)
         if isinstance(planned, SolveError):
             return self.refuse(request, planned, solve_id)
+        race, _task = self._launch(solve_id, planned)
+        return race
+
+    async def solve(self, request: SolveRequest) -> Solve:
+        """The wire's entry: answer from the verdict cache, else join an identical race
+        already running, else start one. Returns once the solve is under way (or answered)."""
+        solve_id = secrets.token_hex(6)
+        planned = self._plan(request)
+        if isinstance(planned, SolveError):
+            return self.refuse(request, planned, solve_id)
+        identity = self._identity()
+        # A large problem's key takes milliseconds: off the event loop.
+        if len(planned.problem.content) > _LARGE_BYTES:
+            key = await asyncio.to_thread(cache_key, planned, identity)
+        else:
+            key = cache_key(planned, identity)
+        if self._cache is not None:
+            hit = await self._cache.lookup(key, request.cache, solve_id, planned)
+            if hit is not None:
+                return hit
+        shared = self._shared.find(key.digest)
+        if shared is None:
+            refused = self._capacity()  # again: shutdown may have begun during the lookup
+            if refused is not None:
+                return self.refuse(request, refused, solve_id)
+            shared = self._shared.start(solve_id, key.digest, planned)
+            self._keys[shared] = key
+        caller = shared.join(solve_id, planned.timeout_s, request.goal_id, first=not shared.callers)
+        shared.store |= self._cache is not None and request.cache is not CachePolicy.BYPASS
+        return caller
+
+    def _plan(self, request: SolveRequest) -> Plan | SolveError:
+        if not self._accepting:
+            return SolveError(ErrorKind.SYSTEM_ERROR, "the server is shutting down")
+        return plan(request, self._backend.catalog(), self._limits)
+
+    def _capacity(self) -> SolveError | None:
+        """Why a new race cannot start now, if it cannot."""
+        if not self._accepting:
+            return SolveError(ErrorKind.SYSTEM_ERROR, "the server is shutting down")
+        if self.in_flight >= self._limits.max_solves:
+            return overloaded(f"{self.in_flight} solves in flight, the server's limit")
+        return None
+
+    def key(self, planned: Plan) -> CacheKey:
+        return cache_key(planned, self._identity())
+
+    def _identity(self) -> Identity:
+        """Each prover's version (as the backends report it now) and registry entry."""
+        versions = {info.name: info.version for info in self._backend.catalog()}
+        return lambda p: (versions.get(p, ""), self._entry_digest(p))
+
+    def _remember(self, shared: SharedRace, outcome: SolveOutcome | None) -> None:
+        key = self._keys.pop(shared)
+        if outcome is not None and shared.store and self._cache is not None:
+            self._cache.remember(key, outcome)
+
+    def _launch(self, solve_id: str, planned: Plan) -> tuple[Race, asyncio.Task[object]]:
         race = Race(solve_id, planned, self._backend, self._observer)
         task = asyncio.get_running_loop().create_task(race.run(), name=f"race-{solve_id}")
         self._running[race] = task
         task.add_done_callback(lambda _task: self._running.pop(race, None))
-        return race
+        return race, task
 
     async def shutdown(self) -> None:
         """Refuse new solves, cancel every race, and return once every attempt is reaped."""
@@ -69,6 +146,17 @@ class RaceService:
         for race in list(self._running):
             race.cancel(reason)
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+_LARGE_BYTES = 64 * 1024
+
+
+class _NoJoinObserver:
+    def race_joined(self, solve_id: str, race_id: str, goal_id: str) -> None:
+        pass
+
+    def race_left(self, solve_id: str, race_id: str, reason: CancelReason) -> None:
+        pass
 
 
 def overloaded(message: str) -> SolveError:

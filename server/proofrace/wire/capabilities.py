@@ -108,7 +108,7 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
                     overloaded(f"{running} solves in flight on this connection, its limit"),
                 )
             else:
-                solve = self._service.start(solve_request)
+                solve = await self._service.solve(solve_request)
         self.connection.track(solve)
         return CancelTokenServer(solve, self.connection)
 

@@ -11,6 +11,8 @@ from proofrace.core.model import (
     AttemptResult,
     AttemptState,
     AttemptStatus,
+    CacheHit,
+    CachePolicy,
     CancelCause,
     CancelReason,
     Conflict,
@@ -24,6 +26,7 @@ from proofrace.core.model import (
     SolveRequest,
     SolveState,
     SolveStatus,
+    Source,
     Stop,
     Strategy,
     Verdict,
@@ -44,6 +47,7 @@ def read_request(request: Reader) -> SolveRequest:
         quorum=int(request.quorum),
         timeout_ms=int(request.timeoutMs),
         confirm=bool(request.confirm),
+        cache=CachePolicy(str(request.cache)),
     )
 
 
@@ -80,6 +84,7 @@ def write_outcome(builder: Builder, outcome: SolveOutcome) -> None:
     builder.grounds = outcome.grounds.value
     if outcome.conflict is not None:
         write_conflict(builder.init("conflict"), outcome.conflict)
+    write_provenance(builder, outcome)
 
 
 def write_conflict(builder: Builder, conflict: Conflict) -> None:
@@ -87,6 +92,16 @@ def write_conflict(builder: Builder, conflict: Conflict) -> None:
         entries = builder.init(field, len(names))
         for i, name in enumerate(names):
             entries[i] = name
+
+
+def write_provenance(builder: Builder, outcome: SolveOutcome) -> None:
+    """Where the verdict came from: a race, a race joined or the cache, and the cache's record."""
+    builder.source = outcome.source.value
+    if outcome.cached is not None:
+        cached = builder.init("cached")
+        cached.foundUs = outcome.cached.found_us
+        cached.foundBy = outcome.cached.found_by
+        cached.solveId = outcome.cached.solve_id
 
 
 def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
@@ -119,6 +134,7 @@ def write_status(builder: Builder, status: SolveStatus) -> None:
         write_reason(builder.init("cancelReason"), status.cancel_reason)
     builder.winner = status.winner
     builder.elapsedUs = status.elapsed_ns // 1000
+    builder.source = status.source.value
     attempts = builder.init("attempts", len(status.attempts))
     for i, attempt in enumerate(status.attempts):
         a = attempts[i]
@@ -176,7 +192,13 @@ def read_outcome(reader: Reader) -> SolveOutcome:
             if reader._has("conflict")
             else None
         ),
+        source=Source(str(reader.source)),
+        cached=read_cache_hit(reader.cached) if reader._has("cached") else None,
     )
+
+
+def read_cache_hit(reader: Reader) -> CacheHit:
+    return CacheHit(int(reader.foundUs), str(reader.foundBy), str(reader.solveId))
 
 
 def read_attempt(reader: Reader) -> AttemptResult:
@@ -224,6 +246,7 @@ def read_status(reader: Reader) -> SolveStatus:
             )
             for a in reader.attempts
         ),
+        source=Source(str(reader.source)),
     )
 
 
@@ -251,3 +274,4 @@ def write_request(builder: Builder, request: SolveRequest) -> None:
     builder.quorum = request.quorum
     builder.timeoutMs = request.timeout_ms
     builder.confirm = request.confirm
+    builder.cache = request.cache.value
