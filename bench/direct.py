@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,22 +34,25 @@ def registry() -> Registry:
 
 
 def run(spec: ProverSpec, problem: Path, timeout: float) -> Run:
-    """One attempt in its own session; on timeout the whole process group is killed."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        spec.argv(str(problem)),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        return Run(spec.name, "timeout", time.perf_counter() - start)
-    seconds = time.perf_counter() - start
+    """One attempt in its own session and scratch directory (a prover may write a model or a
+    proof file there); on timeout the whole process group is killed."""
+    with tempfile.TemporaryDirectory(prefix="proofrace-direct-") as scratch:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            spec.argv(str(problem.resolve())),
+            cwd=scratch,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return Run(spec.name, "timeout", time.perf_counter() - start)
+        seconds = time.perf_counter() - start
     return Run(spec.name, classify(spec, output), seconds)
 
 
