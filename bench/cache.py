@@ -85,7 +85,10 @@ async def hit_latency(
             outcome = await job.result()
             client_ms.append((time.perf_counter() - began) * 1000)
             assert outcome.source is Source.CACHE, instance.name
-    cached = server.events(event="solve.cached")[seen_before:]
+    # Log lines are written in batches: wait for every hit's line.
+    cached = server.wait_for_events(
+        lambda e: e["event"] == "solve.cached", seen_before + hits, timeout=30
+    )[seen_before:]
     return {
         "client_ms": summary(client_ms),
         "lookup_ms": summary([e["latency_us"] / 1000 for e in cached]),

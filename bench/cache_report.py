@@ -40,22 +40,23 @@ def section(out: Path) -> list[str]:
         f"- The {decided} decided instances took {cold['decided_seconds']:.2f} s cold and "
         f"{warm['decided_seconds']:.2f} s warm. The "
         f"{cold['instances'] - decided} undecided ones (timeouts, unknowns) are never cached: "
-        "they race again, and cost the same both times. They are most of the warm run.",
+        "they race again, warm as cold, and are most of the warm run.",
         "- Cold, an instance whose normalised text equals an earlier one's is already a hit.",
         "",
         f"A cache hit, {results['hits']} solves of decided instances in turn, in ms. Client: "
         "`solve()` to `result()` answered, one round trip on loopback TCP. Server: the lookup, "
         "from its start to the entry in hand.",
         "",
-        "| store | client p50 | client p99 | server lookup p50 | server lookup p99 |",
-        "|---|---:|---:|---:|---:|",
+        "| store | client p50 | client p99 | server lookup p50 | server lookup p99 | lookups |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, key in (("SQLite (embedded)", "hit_sqlite"), ("Redis (Unix socket)", "hit_redis")):
         hit = results.get(key)
         if hit:
             c, s = hit["client_ms"], hit["lookup_ms"]
             lines.append(
-                f"| {name} | {c['p50']:.2f} | {c['p99']:.2f} | {s['p50']:.3f} | {s['p99']:.3f} |"
+                f"| {name} | {c['p50']:.2f} | {c['p99']:.2f} | {s['p50']:.3f} | {s['p99']:.3f} "
+                f"| {s['n']} |"
             )
     lines.append("")
     return lines

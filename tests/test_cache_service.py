@@ -3,6 +3,7 @@ real SQLite file and a real Redis server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -235,18 +236,28 @@ def test_a_joiner_that_dies_or_times_out_leaves_the_race_running(cached_server, 
             joiner.kill()
             joiner.wait()
             left = server.wait_event(event="solve.left", solve_id=gone_id)
+            # A joiner that drops its token leaves too, with its own cause. (Waited for on a
+            # thread: the client's loop must run for the release to leave.)
+            async with Client.connect(server.address) as dropping:
+                dropped = await dropping.solve(HARD, provers=SAT)
+                dropped_id = (await dropped.status()).solve_id
+                dropped.release()
+                released = await asyncio.to_thread(
+                    server.wait_event, event="solve.left", solve_id=dropped_id
+                )
             still = await job.status()
             await job.cancel("owner done")
-            return race_id, timed_out, left, still, await job.result()
+            return race_id, timed_out, left, released, still, await job.result()
 
-    race_id, timed_out, left, still, owned = run(scenario())
+    race_id, timed_out, left, released, still, owned = run(scenario())
     assert timed_out.verdict is Verdict.TIMEOUT and timed_out.deadline_ms == 500
     assert left["cause"] == "disconnected" and left["race"] == race_id
+    assert released["cause"] == "tokenDropped" and released["race"] == race_id
     assert still.state is SolveState.RUNNING
     assert owned.cancel_reason is not None and owned.cancel_reason.message == "owner done"
     assert owned.deadline_ms == 60_000
     assert len(attempts_started(server)) == 2
-    assert server.metric("proofrace_race_joins_total") == 2
+    assert server.metric("proofrace_race_joins_total") == 3
 
 
 def test_two_dispatchers_share_a_redis_store(tmp_path: Path, run) -> None:
