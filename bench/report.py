@@ -453,6 +453,22 @@ def _reproduce() -> list[str]:
     ]
 
 
+def _floor(out: Path) -> list[str]:
+    """The figures of `bench/core.py` against its bare loops, kept in `floor.md` beside the
+    report (they come from runs of their own, not from this one)."""
+    floor = out / "floor.md"
+    if not floor.exists():
+        return []
+    _title, _, body = floor.read_text().partition("\n")
+    return [
+        "## 5. The floor: preemption and fixed cost against bare loops",
+        "",
+        "From separate runs of `python bench/core.py`, kept in [`floor.md`](floor.md):",
+        body.strip(),
+        "",
+    ]
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     timeout = results["plan"]["timeout_s"]
     portfolio = [InstanceResult.from_json(r) for r in results["portfolio"]]
@@ -476,6 +492,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         *_latency(results),
         *_overhead(results),
         *cache_report.section(out),
+        *_floor(out),
         *_instances(portfolio, timeout),
         *_reproduce(),
     ]

@@ -137,7 +137,7 @@ async def _supervise(
     try:
         on_spawn(proc.pid)
         pump = _Pump(proc, output)
-        watch = _Watch(proc, pump, guard)
+        watch = _Watch(proc, guard)
         preemption = await _until_reaped(watch, scope, limits, on_stopping)
     except BaseException:
         if watch is None or not watch.reaped:
@@ -281,9 +281,8 @@ class _Watch:
     """Waits for the process's exit on a pidfd and reaps it in the readiness callback itself,
     so the reap happens in the event-loop turn that sees the exit."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], pump: _Pump, guard: OrphanGuard) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
         self._proc = proc
-        self._pump = pump
         self._guard = guard
         self._loop = asyncio.get_running_loop()
         self.reaped_future: asyncio.Future[None] = self._loop.create_future()
@@ -318,9 +317,7 @@ class _Watch:
             self.returncode = code if info.si_code == os.CLD_EXITED else -code
         self._proc.returncode = self.returncode  # Popen must not wait for it again
         self._guard.unregister(self._proc.pid)
-        # The leader is gone and its output all written: take it in now.
-        self._pump.read_available()
-        self.reaped_future.set_result(None)
+        self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
 
     def close(self) -> None:
         if self._pidfd >= 0:

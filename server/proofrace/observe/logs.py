@@ -66,19 +66,21 @@ class _Queue:
         self.sink = _Sink(sys.stderr)
         self._records: list[_Record] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._first = self._last = 0.0
+        self._first = 0.0
+        self._seen = 0
 
     def add(self, loop: asyncio.AbstractEventLoop, record: _Record) -> None:
         self._records.append(record)
-        self._last = loop.time()
         if self._timer is None:
-            self._first = self._last
-            self._timer = loop.call_at(self._last + _QUIET_S, self._tick, loop)
+            self._first = loop.time()
+            self._seen = len(self._records)
+            self._timer = loop.call_later(_QUIET_S, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        due = min(self._last + _QUIET_S, self._first + _CAP_S)
-        if loop.time() < due:
-            self._timer = loop.call_at(due, self._tick, loop)
+        # Lines came since the last look: wait for a quiet moment, up to the cap.
+        if len(self._records) != self._seen and loop.time() - self._first < _CAP_S:
+            self._seen = len(self._records)
+            self._timer = loop.call_later(_QUIET_S, self._tick, loop)
             return
         self._timer = None
         self.flush()
