@@ -12,6 +12,9 @@
 3. The dispatcher's own CPU per remote attempt: a dispatcher with no local slots sends every
    attempt to two workers; its process CPU time (user + system, from /proc) over many
    one-attempt solves, divided by their number. Also the 8-attempt preemption across workers.
+4. The prover sandbox: a trivial z3 run, and a bare `true`, spawned directly, through the
+   launcher with rlimits only (sandbox = false), and fully confined (Landlock + seccomp),
+   interleaved so that load falls on all three alike.
 
 It prints ratios and the targets they are held to. `--runs` sets the runs per figure (a few
 minutes at the default); `--json FILE` keeps the raw figures.
@@ -38,7 +41,9 @@ from typing import Any, TypeVar
 
 import capnp
 
+from proofrace.backends.process import Limits
 from proofrace.backends.registry import Registry
+from proofrace.backends.sandbox import Jail, find_launcher
 from proofrace.client import Client, Job, SolveState
 
 # `tests.support` lives in the checkout, beside bench/, not in the installed package.
@@ -368,15 +373,43 @@ async def remote_preemption(address: str, runs: int) -> list[float]:
 @contextlib.contextmanager
 def remote_cluster(registry: str) -> Iterator[RunningServer]:
     common = ["--metrics", "127.0.0.1:0", "--provers-file", registry]
+    env = {"PROOFRACE_WORKER_SECRET": "the benchmark's worker credential"}
     with contextlib.ExitStack() as stack:
         dispatcher = stack.enter_context(
-            running_server(["--listen", "127.0.0.1:0", "--local-slots", "0", *common])
+            running_server(["--listen", "127.0.0.1:0", "--local-slots", "0", *common], env)
         )
         for name in ("w1", "w2"):
             worker_args = ["--dispatcher", dispatcher.address, "--name", name, "--slots", "4"]
-            stack.enter_context(running_server([*worker_args, *common], command="worker"))
+            stack.enter_context(running_server([*worker_args, *common], env, command="worker"))
         dispatcher.wait_for_events(lambda e: e["event"] == "worker.registered", 2)
         yield dispatcher
+
+
+# --- 4. the sandbox ---------------------------------------------------------------------
+
+
+def sandbox_cost(runs: int) -> dict[str, dict[str, list[float]]]:
+    """Wall time of spawn to exit, in ms: {command: {way: times}}."""
+    launcher = find_launcher()
+    assert launcher is not None, "build proofrace-jail first (scripts/setup.sh)"
+    limits = Limits(cpu_seconds=60, memory_bytes=8 << 30, file_bytes=1 << 30, grace_seconds=0.2)
+    ways = {
+        "direct": None,
+        "launcher, rlimits only": Jail(launcher, confine=False),
+        "sandboxed": Jail(launcher, confine=True),
+    }
+    commands = {"true": ["true"], "z3 distinct.smt2": ["z3", "-smt2", "problem.smt2"]}
+    times: dict[str, dict[str, list[float]]] = {c: {w: [] for w in ways} for c in commands}
+    with tempfile.TemporaryDirectory() as workdir:
+        (Path(workdir) / "problem.smt2").write_text(TRIVIAL.read_text())
+        for _ in range(runs):
+            for command, argv in commands.items():
+                for way, jail in ways.items():
+                    line = argv if jail is None else jail.command(argv, Path(workdir), limits)
+                    start = time.perf_counter()
+                    subprocess.run(line, cwd=workdir, capture_output=True, check=True)
+                    times[command][way].append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -450,6 +483,17 @@ def main() -> None:
             print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
             print(f"{'':4}{'8 remote: cancel -> result':<34} {percentiles(remote)}")
             print()
+
+        print("4. The prover sandbox: spawn to exit, sequential, interleaved")
+        print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+        sandbox = sandbox_cost(runs)
+        figures["sandbox"] = sandbox
+        for command, by_way in sandbox.items():
+            for way, values in by_way.items():
+                print(f"{'':4}{f'{command}: {way}':<34} {percentiles(values)}")
+            extra = statistics.median(by_way["sandboxed"]) - statistics.median(by_way["direct"])
+            print(f"{'':4}{command}: sandbox cost at p50 {extra:+.2f} ms")
+        print()
 
     figures["load_after"] = os.getloadavg()
     ratios = summary(figures)

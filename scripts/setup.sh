@@ -9,7 +9,8 @@ venv="${PROOFRACE_VENV:-$root/.venv}"
 # command -> Debian package
 packages=(z3:z3 cvc5:cvc5 cvc4:cvc4 boolector:boolector cadical:cadical minisat:minisat
   cryptominisat5:cryptominisat picosat:picosat eprover:eprover SPASS:spass capnp:capnproto
-  redis-server:redis-server)  # redis-server: the shared verdict cache's tests
+  redis-server:redis-server  # redis-server: the shared verdict cache's tests
+  cc:gcc)  # cc: the prover sandbox's launcher
 if [[ "${1:-}" == "--clients" ]]; then
   packages+=(pkg-config:pkg-config g++:g++ make:make)
 fi
@@ -39,4 +40,11 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   "$venv/bin/pip" install -q -e "$root[dev,bench]"
   echo "$want" >"$stamp"
+fi
+
+# The prover sandbox's launcher, beside the venv's python (where the server looks first).
+jail_src="$root/server/proofrace/backends/jail/launcher.c"
+if [[ ! -x "$venv/bin/proofrace-jail" || "$jail_src" -nt "$venv/bin/proofrace-jail" ]]; then
+  echo "setup: building proofrace-jail"
+  cc -O2 -Wall -Wextra -o "$venv/bin/proofrace-jail" "$jail_src"
 fi

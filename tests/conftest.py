@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import capnp
 import pytest
 
-from harness import RunningServer, running_server, write_test_registry
+from harness import READY, RunningServer, running_server, write_test_registry
 
 T = TypeVar("T")
 
@@ -30,7 +30,15 @@ def server_args(tmp: Path, *extra: str) -> list[str]:
     ]
 
 
-SERVER_ENV = {"PROOFRACE_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), "PROOFRACE_GRACE_S": "0.3"}
+SERVER_ENV = {
+    "PROOFRACE_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+    "PROOFRACE_GRACE_S": "0.3",
+    # The stubborn provers announce readiness on named pipes there: the sandbox's one opening.
+    "PROOFRACE_SANDBOX_WRITABLE": str(READY),
+}
+# The worker credential dispatchers and workers share in tests (a worker's role is its own).
+WORKER_SECRET = "a worker's own credential, not a client's"
+WORKER_ENV = {**SERVER_ENV, "PROOFRACE_WORKER_SECRET": WORKER_SECRET}
 
 
 @pytest.fixture(scope="module")

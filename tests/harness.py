@@ -37,13 +37,16 @@ __all__ = [
 
 def write_test_registry(path: Path) -> Path:
     """Misbehaving provers for supervision tests, beside the real ones."""
-    py, script = sys.executable, str(STUBBORN)
+    # The base interpreter, not a virtualenv's: the sandbox lets a prover read its own
+    # installation, and the stub needs nothing from the venv.
+    py, script = os.path.realpath(sys.executable), str(STUBBORN)
     entries = {
         "think": [],
         "deaf": ["--ignore-term"],
         "forker": ["--fork", "3"],
         "flooder": ["--flood", "--flood-before-ready", str(FLOOD_BEFORE_READY)],
         "liar": ["--answer", "sat"],
+        "attacker": ["--attack"],
     }
     lines = []
     for name, extra in entries.items():

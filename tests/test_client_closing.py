@@ -177,6 +177,7 @@ def test_a_refused_login_closes_its_connection(
 ) -> None:
     secret = tmp_path / "secret"
     secret.write_text("a long enough shared secret\n")
+    secret.chmod(0o600)  # one others can read is refused
     env = {**SERVER_ENV, "PROOFRACE_AUTH_SECRET_FILE": str(secret)}
     with running_server(server_args(tmp_path), env) as server:
 

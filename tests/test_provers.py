@@ -50,7 +50,7 @@ def test_every_built_in_prover_is_covered(server: RunningServer, run) -> None:
         async with Client.connect(server.address) as client:
             return {p.name for p in await client.provers()}
 
-    built_in = run(names()) - {"think", "deaf", "forker", "flooder", "liar"}
+    built_in = run(names()) - {"think", "deaf", "forker", "flooder", "liar", "attacker"}
     assert built_in == set(CASES)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import capnp
 import pytest
-from conftest import SERVER_ENV, server_args
+from conftest import SERVER_ENV, WORKER_SECRET, server_args
 
 from proofrace.client import Client, ErrorKind, LoginRefused, LoginRequired, Verdict
 
@@ -92,6 +92,7 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, pki: Path, run
 def gated(tmp_path: Path) -> RunningServer:
     secret = tmp_path / "secret"
     secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
     env = {
         **SERVER_ENV,
         "PROOFRACE_AUTH_SECRET_FILE": str(secret),
@@ -280,15 +281,20 @@ def test_errors_name_what_was_refused_without_internals(server: RunningServer, r
 def test_a_worker_joins_a_dispatcher_behind_tls_and_a_login(tmp_path: Path, pki: Path, run) -> None:
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
+    secret.chmod(0o600)
+    worker_secret = tmp_path / "worker-secret"
+    worker_secret.write_text(WORKER_SECRET)
+    worker_secret.chmod(0o600)
     env = {
         **SERVER_ENV,
         "PROOFRACE_TLS_CERT": str(pki / "server.pem"),
         "PROOFRACE_TLS_KEY": str(pki / "server.key"),
         "PROOFRACE_AUTH_SECRET_FILE": str(secret),
+        "PROOFRACE_WORKER_SECRET_FILE": str(worker_secret),
     }
     worker_args = [
         "--metrics", "127.0.0.1:0", "--name", "remote", "--slots", "1",
-        "--credential-file", str(secret), "--dispatcher-ca", str(pki / "ca.pem"),
+        "--credential-file", str(worker_secret), "--dispatcher-ca", str(pki / "ca.pem"),
     ]  # fmt: skip
     with (
         running_server(server_args(tmp_path, "--local-slots", "0"), env) as dispatcher,

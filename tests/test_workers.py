@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_ENV, server_args
+from conftest import SERVER_ENV, WORKER_ENV, server_args
 
 from proofrace.client import AttemptOutcome, CancelCause, Client, ErrorKind, Strategy, Verdict
 
@@ -31,13 +31,13 @@ def cluster(tmp: Path, workers: int = 2) -> Iterator[tuple[RunningServer, list[R
     """A dispatcher that runs nothing itself, and workers that dial in to it."""
     with contextlib.ExitStack() as stack:
         dispatcher = stack.enter_context(
-            running_server(server_args(tmp, "--local-slots", "0"), SERVER_ENV)
+            running_server(server_args(tmp, "--local-slots", "0"), WORKER_ENV)
         )
         started = [
             stack.enter_context(
                 running_server(
                     worker_args(tmp, f"w{i}", "--dispatcher", dispatcher.address),
-                    SERVER_ENV,
+                    WORKER_ENV,
                     command="worker",
                 )
             )
@@ -186,9 +186,9 @@ def test_sigterm_drains_a_worker(tmp_path: Path, run) -> None:
 
 def test_a_dispatcher_dials_the_workers_in_its_configuration(tmp_path: Path, run) -> None:
     with running_server(
-        worker_args(tmp_path, "listed", "--listen", "127.0.0.1:0"), SERVER_ENV, command="worker"
+        worker_args(tmp_path, "listed", "--listen", "127.0.0.1:0"), WORKER_ENV, command="worker"
     ) as worker, running_server(
-        server_args(tmp_path, "--local-slots", "0", "--worker", worker.address), SERVER_ENV
+        server_args(tmp_path, "--local-slots", "0", "--worker", worker.address), WORKER_ENV
     ) as dispatcher:  # fmt: skip
         dispatcher.wait_for_event(lambda e: e["event"] == "worker.registered")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import struct
 from dataclasses import dataclass
 
 
@@ -22,3 +26,26 @@ class Address:
 
     def __str__(self) -> str:
         return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+
+
+class NotTheServer(PermissionError):
+    """The process behind a Unix socket is not the service's user: nothing is sent to it."""
+
+
+async def connect_unix(path: str, trusted_uids: frozenset[int] | None = None) -> socket.socket:
+    """A connected Unix socket whose peer runs as this user (or root), checked with
+    SO_PEERCRED before a single byte, credential included, goes out. Another local user who
+    swapped the socket or its directory is refused."""
+    trusted = trusted_uids if trusted_uids is not None else frozenset({os.getuid(), 0})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, path)
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", raw)
+        if uid not in trusted:
+            raise NotTheServer(f"{path} is served by uid {uid} (pid {pid}), not by this user")
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -21,7 +21,7 @@ from typing import Any
 
 import capnp
 
-from proofrace.client.address import Address
+from proofrace.client.address import Address, connect_unix
 
 
 class ClientClosed(RuntimeError):
@@ -130,11 +130,5 @@ async def _dial_tcp(address: Address) -> socket.socket:
 
 
 async def _dial_unix(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    # The server's uid is checked (SO_PEERCRED) before anything is sent.
+    return await connect_unix(path)

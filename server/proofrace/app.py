@@ -26,10 +26,19 @@ from proofrace.observe.cache_telemetry import CacheTelemetry
 from proofrace.observe.telemetry import Telemetry
 from proofrace.race.plan import RaceLimits
 from proofrace.race.service import RaceService
-from proofrace.runtime import runtime
-from proofrace.wire.capabilities import ConnectionLimits, DispatcherServer, GateServer
+from proofrace.runtime import client_tls, runtime
+from proofrace.wire.capabilities import (
+    ConnectionLimits,
+    DispatcherServer,
+    GateServer,
+    LoginGuard,
+    Roles,
+    WorkerHubServer,
+)
 from proofrace.wire.connection import Connection
-from proofrace.wire.remote import WorkerDirectory
+from proofrace.wire.limits import IdentityShare
+from proofrace.wire.remote import WorkerDialing, WorkerDirectory, WorkerLimits
+from proofrace.wire.throttle import LoginThrottle
 
 _log = structlog.get_logger("proofrace")
 
@@ -48,7 +57,17 @@ async def _serve(settings: Settings) -> None:
         pool = Pool(known=rt.registry.info())
         if settings.local_slots != 0:
             pool.add(Place("local", rt.local_backend(), settings.local_slots))
-        workers = WorkerDirectory(pool, settings.grace_s, on_count=rt.metrics.workers.inc)
+        workers = WorkerDirectory(
+            pool,
+            settings.grace_s,
+            on_count=rt.metrics.workers.inc,
+            known=rt.registry.info(),
+            limits=WorkerLimits(
+                max_workers=settings.max_workers,
+                max_slots=settings.max_worker_slots,
+                output_tail_bytes=settings.output_tail_bytes,
+            ),
+        )
         cache_telemetry = CacheTelemetry(rt.metrics)
         cache = await open_cache(settings, cache_telemetry)
         specs = rt.registry.specs
@@ -61,14 +80,19 @@ async def _serve(settings: Settings) -> None:
             entry_digest=lambda p: entry_digest(specs[p]) if p in specs else "",
             share=settings.share_races,
         )
-        secret = settings.secret()
+        roles = roles_of(settings)
         listener = rt.listener(
-            bootstrap(settings, secret, service, workers),
+            bootstrap(settings, roles, service, workers),
             idle_timeout_s=settings.idle_timeout_s,
-            login_timeout_s=settings.login_timeout_s if secret else 0.0,
+            login_timeout_s=settings.login_timeout_s
+            if roles.client_secret or roles.worker_ou
+            else 0.0,
+        )
+        dialing = WorkerDialing(
+            settings.worker_credential().decode() or None, client_tls(settings, settings.workers_ca)
         )
         dialers = [
-            asyncio.ensure_future(workers.dial(*split_host_port(address), rt.stop))
+            asyncio.ensure_future(workers.dial(*split_host_port(address), rt.stop, dialing))
             for address in settings.workers
         ]
         try:
@@ -92,22 +116,47 @@ async def _serve(settings: Settings) -> None:
                 await cache.close()
 
 
-def bootstrap(
-    settings: Settings, secret: bytes, service: RaceService, workers: WorkerDirectory
-) -> Callable[[Connection], DispatcherServer | GateServer]:
-    """What each connection is served first: the Dispatcher, or a Gate when a secret is set."""
-    limits = ConnectionLimits(
-        max_solves=settings.max_solves_per_connection, idle_timeout_s=settings.idle_timeout_s
+def roles_of(settings: Settings) -> Roles:
+    roles = Roles(
+        client_secret=settings.secret(),
+        worker_secret=settings.worker_credential(),
+        worker_ou=settings.tls_worker_ou,
+        open_registration=settings.open_registration,
     )
+    if roles.open_registration:
+        _log.warning(
+            "server.open_registration",
+            why="any client may register a worker and so answer other clients' problems",
+        )
+    return roles
+
+
+def bootstrap(
+    settings: Settings, roles: Roles, service: RaceService, workers: WorkerDirectory
+) -> Callable[[Connection], DispatcherServer | GateServer]:
+    """What each connection is served first: the Dispatcher, or a Gate when a secret is set
+    (or the peer's certificate is a worker's)."""
+    peer_limits = settings.peer_limits()
+    limits = ConnectionLimits(
+        max_solves=settings.max_solves_per_connection,
+        idle_timeout_s=settings.idle_timeout_s,
+        peer=peer_limits,
+        share=IdentityShare(peer_limits),
+    )
+    throttle = LoginThrottle(settings.max_failed_logins_per_address, settings.login_backoff_s)
 
     def serve_connection(connection: Connection) -> DispatcherServer | GateServer:
-        def dispatcher() -> DispatcherServer:
-            return DispatcherServer(service, connection, workers, limits)
+        logins = LoginGuard(connection, limits, throttle)
 
-        if not secret:
+        def dispatcher() -> DispatcherServer:
+            return DispatcherServer(service, connection, workers, limits, roles, logins)
+
+        if not roles.client_secret and not roles.worker_certificate(connection):
             connection.authenticated = True
             return dispatcher()
-        return GateServer(secret, dispatcher, connection, limits)
+        return GateServer(
+            roles, dispatcher, lambda: WorkerHubServer(workers, connection), connection, logins
+        )
 
     return serve_connection
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proofrace.wire.limits import PeerLimits
+
 ENV_PREFIX = "PROOFRACE_"
 DEFAULT_METRICS_PORT = 7341
 DEFAULT_WORKER_METRICS_PORT = 7343
@@ -89,8 +91,8 @@ class Settings:
     dispatcher: str = ""
     name: str = ""
     slots: int = 0
-    # Worker: reaching a hardened dispatcher. Its login secret (a file), and the CA to check
-    # its TLS certificate against (set: dial with TLS).
+    # Worker: reaching a hardened dispatcher. The worker credential it presents (a file), and
+    # the CA to check the dispatcher's TLS certificate against (set: dial with TLS).
     credential_file: str = ""
     dispatcher_ca: str = ""
     # The verdict cache: "sqlite" (embedded, a file in state_dir), "redis" (shared by several
@@ -104,6 +106,50 @@ class Settings:
     share_races: bool = True
     # What outlives the process; "" for $XDG_STATE_HOME/proofrace (~/.local/state/proofrace).
     state_dir: str = ""
+    # Roles. The worker credential (16 bytes or more): a dispatcher opens its WorkerHub to it
+    # and presents it to the workers it dials; a listening worker requires it. Without it, a
+    # worker falls back to its credential_file. A client credential never grants registration.
+    worker_secret: str = ""
+    worker_secret_file: str = ""
+    # Mutual TLS: a client certificate (from tls_client_ca) whose subject OU is this value
+    # has the worker role.
+    tls_worker_ou: str = ""
+    # Dispatcher.registerWorker for anyone who may solve, as before roles existed: only for a
+    # private, trusted network. Off by default; a warning at start when on.
+    open_registration: bool = False
+    # Workers registered at once, and the slots any one of them may claim.
+    max_workers: int = 64
+    max_worker_slots: int = 64
+    # Dialling out (worker to dispatcher, dispatcher to workers): a client certificate to
+    # present, and the CA that the dispatcher checks its workers' certificates with.
+    client_cert: str = ""
+    client_key: str = ""
+    workers_ca: str = ""
+    # The prover sandbox (Landlock + seccomp through the proofrace-jail launcher). Turning it
+    # off is explicit and logged at start. sandbox_paths: more paths provers may read and
+    # execute (provers installed outside /usr, say); sandbox_writable: more they may write.
+    sandbox: bool = True
+    sandbox_launcher: str = ""
+    sandbox_paths: list[str] = field(default_factory=list)
+    sandbox_writable: list[str] = field(default_factory=list)
+    # Peer limits: each is answered with `overloaded`/`invalidRequest` or a closed connection.
+    max_connections: int = 512
+    max_connections_per_address: int = 64
+    max_calls_in_flight: int = 256  # per connection
+    max_result_waiters: int = 16  # per token
+    first_message_s: float = 10.0  # accept to the first complete message
+    message_s: float = 30.0  # a message begun must be complete by then
+    write_stall_s: float = 30.0  # a peer that reads nothing for this long is dropped
+    max_answers_unread: int = 1024  # answers produced while the peer reads nothing
+    max_solves_per_identity: int = 64  # per caller (address, uid or certificate)
+    max_attempts_per_identity: int = 128
+    max_goal_id_chars: int = 256
+    max_reason_chars: int = 1024
+    max_prover_name_chars: int = 64
+    # Failed logins from one peer address (across connections) before it is refused for
+    # login_backoff_s, doubling with every further failure.
+    max_failed_logins_per_address: int = 10
+    login_backoff_s: float = 1.0
 
     @classmethod
     def load(
@@ -167,6 +213,14 @@ class Settings:
             raise ConfigError("log_format is one of auto, json, console")
         if (self.auth_secret or self.auth_secret_file) and len(self.secret()) < 16:
             raise ConfigError("the login secret must be at least 16 bytes")
+        if (self.worker_secret or self.worker_secret_file) and len(self.worker_credential()) < 16:
+            raise ConfigError("the worker secret must be at least 16 bytes")
+        if self.worker_credential() and self.worker_credential() == self.secret():
+            raise ConfigError("the worker secret must differ from the login secret")
+        if self.tls_worker_ou and not self.tls_client_ca:
+            raise ConfigError("tls_worker_ou needs tls_client_ca")
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ConfigError("client_cert and client_key go together")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -186,14 +240,41 @@ class Settings:
             return Path(self.cache_path)
         return Path(self.state_dir or default_state_dir()) / "verdicts.sqlite3"
 
+    def peer_limits(self) -> PeerLimits:
+        return PeerLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PeerLimits)})
+
     def secret(self) -> bytes:
         """The login secret, or b"" when none is required."""
         if self.auth_secret_file:
-            try:
-                return Path(self.auth_secret_file).read_bytes().strip()
-            except OSError as e:
-                raise ConfigError(f"auth_secret_file: {e.strerror}") from None
+            return read_secret_file(self.auth_secret_file, "auth_secret_file")
         return self.auth_secret.encode()
+
+    def worker_credential(self) -> bytes:
+        """The worker credential, or b"" when the worker role needs none."""
+        if self.worker_secret_file:
+            return read_secret_file(self.worker_secret_file, "worker_secret_file")
+        if self.worker_secret:
+            return self.worker_secret.encode()
+        if self.credential_file:
+            return read_secret_file(self.credential_file, "credential_file")
+        return b""
+
+
+def read_secret_file(path: str, setting: str) -> bytes:
+    """A secret from a file that others (beyond its owner and group) can neither read nor
+    write: anyone who can read it holds the role it grants, and anyone who can write it can
+    choose it. (Group read stays allowed for Kubernetes' fsGroup-mounted secrets.)"""
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & 0o027:
+                raise ConfigError(
+                    f"{setting}: {path} is open to others (mode {mode & 0o777:o}); "
+                    "make it 0600 or 0400"
+                )
+            return handle.read().strip()
+    except OSError as e:
+        raise ConfigError(f"{setting}: {e.strerror}") from None
 
 
 def _coerce(value: Any, current: Any, from_text: bool) -> Any:

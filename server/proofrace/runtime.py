@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import ssl
@@ -21,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import capnp
+import structlog
 
 from proofrace.backends.local import LocalBackend, LocalSettings
 from proofrace.backends.registry import Registry
+from proofrace.backends.sandbox import FULL_ABI, make_jail
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.config import Settings, split_host_port
 from proofrace.observe.http import MetricsEndpoint
 from proofrace.observe.metrics import Metrics
 from proofrace.wire.connection import Connection
 from proofrace.wire.listener import RpcListener
+
+_log = structlog.get_logger("proofrace")
 
 
 class Runtime:
@@ -40,6 +45,7 @@ class Runtime:
             [Path(settings.provers_file)] if settings.provers_file else []
         )
         self.registry.probe()
+        raise_descriptor_limit(settings.max_connections)
         self.metrics = Metrics()
         self.metrics.info.info(info)
         self.temp_root = Path(
@@ -54,7 +60,28 @@ class Runtime:
         self._listener: RpcListener | None = None
 
     def local_backend(self) -> LocalBackend:
+        """Raises SandboxError when the sandbox is on but cannot be had."""
         settings = self.settings
+        jail, abi = make_jail(
+            settings.sandbox,
+            settings.sandbox_launcher,
+            settings.sandbox_paths,
+            settings.sandbox_writable,
+        )
+        if jail is None or not jail.confine:
+            _log.warning(
+                "server.sandbox_off",
+                why="sandbox = false: provers run unconfined, with the service user's rights",
+                rlimits="set by the launcher" if jail else "set by the server after exec",
+            )
+        else:
+            _log.info("server.sandbox", launcher=jail.launcher, landlock_abi=abi)
+            if abi < FULL_ABI:
+                _log.warning(
+                    "server.sandbox_partial",
+                    landlock_abi=abi,
+                    why="this kernel's Landlock cannot confine TCP (ABI 4) or signals (ABI 6)",
+                )
         return LocalBackend(
             self.registry,
             LocalSettings(
@@ -62,6 +89,7 @@ class Runtime:
                 file_bytes=settings.temp_disk_mb * 1024 * 1024,
                 grace_seconds=settings.grace_s,
                 output_tail_bytes=settings.output_tail_bytes,
+                jail=jail,
             ),
             self._guard,
             self.temp_root,
@@ -76,6 +104,7 @@ class Runtime:
             on_connections=self.metrics.connections.inc,
             on_accept_failed=self.metrics.accept_failures.inc,
             on_internal_error=self.metrics.internal_errors.inc,
+            limits=self.settings.peer_limits(),
             **options,
         )
         return self._listener
@@ -127,6 +156,27 @@ def traversal_limit(settings: Settings) -> int:
     """Room for the largest accepted problem twice over, plus the message's own structure;
     anything larger is refused by Cap'n Proto before it reaches us."""
     return (settings.max_request_bytes // 8) * 2 + (1 << 20)
+
+
+def client_tls(settings: Settings, ca_file: str) -> ssl.SSLContext | None:
+    """TLS for dialling out: set when the far end's CA is, with our client certificate if any."""
+    if not ca_file:
+        return None
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.client_cert:
+        context.load_cert_chain(settings.client_cert, settings.client_key)
+    return context
+
+
+def raise_descriptor_limit(connections: int) -> None:
+    """Room for every connection allowed, and the provers' pipes and pidfds besides: the
+    connection limit, not the descriptor table, is what a flood meets first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def server_tls(settings: Settings) -> ssl.SSLContext | None:

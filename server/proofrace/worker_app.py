@@ -14,24 +14,26 @@ import ssl
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import capnp
 import structlog
 
-from proofrace import __version__
+from proofrace import __version__, schema
 from proofrace.backends.pool import Place, Pool
-from proofrace.client.login import LoginRefused, dispatcher_of
+from proofrace.client.login import LoginRefused
 from proofrace.config import Settings, split_host_port
 from proofrace.core.model import CancelCause, CancelReason
 from proofrace.observe.telemetry import Telemetry
-from proofrace.runtime import runtime
+from proofrace.runtime import client_tls, runtime
+from proofrace.wire.capabilities import ConnectionLimits, LoginGuard
 from proofrace.wire.connection import Connection
 from proofrace.wire.connection import dial as open_socket
 from proofrace.wire.promises import first_of
 from proofrace.wire.reconnect import reconnecting
 from proofrace.wire.remote import WorkerInfo, write_worker_info
-from proofrace.wire.worker_server import WorkerServer
+from proofrace.wire.throttle import LoginThrottle
+from proofrace.wire.worker_server import WorkerGateServer, WorkerServer
 
 _log = structlog.get_logger("proofrace.worker")
 _SHUTDOWN = CancelReason(CancelCause.SHUTDOWN, "the worker is shutting down")
@@ -58,12 +60,31 @@ async def _work(settings: Settings) -> None:
             rt.metrics.undelivered_events.labels(event).inc()
 
         def new_server(connection: Connection) -> WorkerServer:
-            server = WorkerServer(pool, info, telemetry, connection, undelivered)
+            server = WorkerServer(
+                pool, info, telemetry, connection, undelivered, settings.max_timeout_s
+            )
             servers.add(server)
             connection.on_close(server.connection_lost)
             return server
 
-        listener = rt.listener(new_server)
+        # A dispatcher dialling in meets the same Gate as a dispatcher's clients: with a worker
+        # credential (or mutual TLS) configured, only `login` is reachable, and it answers
+        # `worker`.
+        credential = settings.worker_credential()
+        limits = ConnectionLimits()
+        throttle = LoginThrottle(settings.max_failed_logins_per_address, settings.login_backoff_s)
+        gated = bool(credential or settings.tls_client_ca)
+
+        def bootstrap(connection: Connection) -> WorkerServer | WorkerGateServer:
+            if not gated:
+                connection.authenticated = True
+                return new_server(connection)
+            logins = LoginGuard(connection, limits, throttle)
+            return WorkerGateServer(credential, lambda: new_server(connection), logins)
+
+        listener = rt.listener(
+            bootstrap, login_timeout_s=settings.login_timeout_s if gated else 0.0
+        )
         tasks: list[asyncio.Future[None]] = []
         try:
             rpc, metrics_port = await rt.open(unix=False, healthy=lambda: not rt.stop.is_set())
@@ -99,13 +120,8 @@ class Dial:
 
 
 def dial_of(settings: Settings) -> Dial:
-    credential = None
-    if settings.credential_file:
-        credential = Path(settings.credential_file).read_text().strip()
-    tls = None
-    if settings.dispatcher_ca:
-        tls = ssl.create_default_context(cafile=settings.dispatcher_ca)
-    return Dial(settings.dispatcher, credential, tls)
+    credential = settings.worker_credential().decode() or None
+    return Dial(settings.dispatcher, credential, client_tls(settings, settings.dispatcher_ca))
 
 
 async def keep_registered(
@@ -152,11 +168,14 @@ async def _registered(
     server = new_server(connection)
     client = capnp.TwoPartyClient(stream)
     try:
-        dispatcher = await dispatcher_of(client.bootstrap(), dial.credential)
-        request = dispatcher.registerWorker_request()
+        hub = await hub_of(client.bootstrap(), dial.credential)
+        request = hub.registerWorker_request()
         request.worker = server
         write_worker_info(request.init("info"), info)
-        registration = (await request.send()).registration
+        response = await request.send()
+        if response._has("refused"):
+            raise LoginRefused(f"registration refused: {response.refused.message}")
+        registration = response.registration
         _log.info("worker.registered", dispatcher=address, name=info.name)
         await first_of(client.on_disconnect(), stop)
         if stop.is_set():
@@ -167,3 +186,17 @@ async def _registered(
     finally:
         connection.mark_closed()  # stops whatever this dispatcher still had running here
         client.close()
+
+
+async def hub_of(bootstrap: Any, credential: str | None) -> Any:
+    """Where to register: the WorkerHub the worker credential opens. Without a credential,
+    the Dispatcher itself, which accepts only when its operator opened registration to all."""
+    result = (await bootstrap.cast_as(schema.load().Gate).login(credential or "")).result
+    which = result.which()
+    if which == "workerHub":
+        return result.workerHub
+    if which == "dispatcher":
+        return result.dispatcher
+    if which == "refused":
+        raise LoginRefused(str(result.refused.message))
+    raise LoginRefused(f"the dispatcher answered the login with {which}")

@@ -204,6 +204,8 @@ class Cluster:
         for port in [metrics_port, *([RPC_PORT] if rpc else [])]:
             container.ports[f"{port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         container.with_env("PROOFRACE_GRACE_S", "0.3")
+        # Dispatcher and workers share the workers' credential (the role is not a client's).
+        container.with_env("PROOFRACE_WORKER_SECRET", "the cluster tests' worker credential")
         for key, value in env.items():
             container.with_env(key, value)
         for path, text in files.items():

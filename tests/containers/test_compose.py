@@ -44,6 +44,7 @@ class Compose:
             "PROOFRACE_RPC_PORT": "0",
             "PROOFRACE_METRICS_PORT": "0",
             "PROOFRACE_PROMETHEUS_PORT": "0",
+            "PROOFRACE_WORKER_SECRET": "the compose test's worker credential",
         }
 
     def __call__(self, *args: str, timeout: float = 120) -> str:

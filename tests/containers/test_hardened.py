@@ -36,7 +36,6 @@ def make_pki(d: Path) -> Path:
 
 def test_workers_join_a_dispatcher_behind_tls_and_a_login(tmp_path: Path, run) -> None:
     pki = make_pki(tmp_path)
-    secret = {"/run/proofrace/secret": SECRET}
     with cluster() as running:
         dispatcher = running.dispatcher(
             env={
@@ -44,19 +43,19 @@ def test_workers_join_a_dispatcher_behind_tls_and_a_login(tmp_path: Path, run) -
                 "PROOFRACE_INSECURE_TCP": "false",
                 "PROOFRACE_TLS_CERT": "/run/proofrace/tls.crt",
                 "PROOFRACE_TLS_KEY": "/run/proofrace/tls.key",
-                "PROOFRACE_AUTH_SECRET_FILE": "/run/proofrace/secret",
+                # Files copied in are root's and world-readable, which a secret file may not
+                # be: the clients' secret comes from the environment here.
+                "PROOFRACE_AUTH_SECRET": SECRET,
             },
             files={
-                **secret,
                 "/run/proofrace/tls.crt": (pki / "server.pem").read_text(),
                 "/run/proofrace/tls.key": (pki / "server.key").read_text(),
             },
         )
-        worker_env = {
-            "PROOFRACE_DISPATCHER_CA": "/run/proofrace/ca.crt",
-            "PROOFRACE_CREDENTIAL_FILE": "/run/proofrace/secret",
-        }
-        worker_files = {**secret, "/run/proofrace/ca.crt": (pki / "ca.pem").read_text()}
+        # The workers log in with the workers' credential (set for every node by the cluster),
+        # never the clients' secret.
+        worker_env = {"PROOFRACE_DISPATCHER_CA": "/run/proofrace/ca.crt"}
+        worker_files = {"/run/proofrace/ca.crt": (pki / "ca.pem").read_text()}
         workers = [running.worker(f"w{i}", env=worker_env, files=worker_files) for i in (1, 2)]
         dispatcher.wait_for("worker.registered", 2)
 

@@ -22,9 +22,13 @@ def main() -> None:
     parser.add_argument("--flood", action="store_true", help="write output without end")
     parser.add_argument("--flood-before-ready", type=int, default=0, help="bytes to write first")
     parser.add_argument("--ready", help="a named pipe to announce readiness on")
+    parser.add_argument("--attack", action="store_true", help="try what the problem says")
     args = parser.parse_args()
     with open(args.problem, "rb") as f:
-        f.read()
+        text = f.read()
+    if args.attack:
+        attack(text.decode())
+        return
     if args.answer:
         print(args.answer, flush=True)
         return
@@ -46,6 +50,43 @@ def main() -> None:
         sys.stdout.buffer.write(chunk)
     while True:
         signal.pause()
+
+
+def attack(script: str) -> None:
+    """Each line of the problem is an attempt to reach beyond the attempt's directory:
+    `connect HOST PORT`, `udp HOST PORT`, `unix PATH`, `kill PID`, `write PATH`, `read PATH`.
+    One line of output each, `<verb> ok` or `<verb> blocked (<reason>)`; then `sat`."""
+    import resource
+    import socket
+
+    for line in script.splitlines():
+        verb, *rest = line.split()
+        try:
+            if verb == "connect":
+                socket.create_connection((rest[0], int(rest[1])), timeout=5).close()
+            elif verb == "udp":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.sendto(b"leak", (rest[0], int(rest[1])))
+            elif verb == "unix":
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                    unix.connect(rest[0])
+            elif verb == "kill":
+                os.kill(int(rest[0]), signal.SIGTERM)
+            elif verb == "write":
+                with open(rest[0], "a") as out:
+                    out.write("written from a problem\n")
+            elif verb == "read":
+                with open(rest[0], "rb") as source:
+                    source.read()
+            elif verb == "limits":
+                cpu = resource.getrlimit(resource.RLIMIT_CPU)
+                fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
+                print(f"limits cpu={cpu[0]} fsize={fsize[0]}", flush=True)
+                continue
+            print(f"{verb} ok", flush=True)
+        except OSError as error:
+            print(f"{verb} blocked ({error.strerror})", flush=True)
+    print("sat", flush=True)
 
 
 def announce(pipe: str | None) -> None:

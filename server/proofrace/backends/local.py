@@ -14,6 +14,7 @@ from proofrace.backends.base import not_started, stopped_outcome
 from proofrace.backends.certify import CheckContext, certify, output_to_keep
 from proofrace.backends.process import Limits, ProcessReport, off_loop, supervise
 from proofrace.backends.registry import Registry
+from proofrace.backends.sandbox import Jail
 from proofrace.backends.verdicts import Finding, Match, OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope
@@ -39,6 +40,7 @@ class LocalSettings:
     file_bytes: int = 1024**3
     grace_seconds: float = 0.2
     output_tail_bytes: int = 16 * 1024
+    jail: Jail | None = None  # None: no launcher; the parent sets the rlimits after exec
 
 
 class LocalBackend:
@@ -99,6 +101,7 @@ class LocalBackend:
                     on_spawn=progress.started,
                     on_stopping=progress.stopping,
                     prepare=prepare,
+                    launch=self._settings.jail.command if self._settings.jail else None,
                 )
             except OSError as e:
                 return AttemptResult(

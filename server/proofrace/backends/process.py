@@ -76,6 +76,10 @@ class Limits:
     stop_signal: int = signal.SIGKILL  # what preemption sends first
 
 
+# (argv, attempt directory, limits) -> the command line that runs argv confined and limited.
+Launch = Callable[[list[str], Path, Limits], list[str]]
+
+
 @dataclass(frozen=True)
 class Preemption:
     reason: CancelReason
@@ -104,16 +108,22 @@ async def supervise(
     on_spawn: Callable[[int], None],
     on_stopping: Callable[[], None],
     prepare: Callable[[], None] = lambda: None,
+    launch: Launch | None = None,
 ) -> ProcessReport:
     """Run `argv` until it exits or `scope` is cancelled; return once it is reaped.
 
     The steps: spawn, pump its output, preempt (the stop signal, then SIGKILL after the grace
     period if that was not SIGKILL already) if the scope is cancelled, reap. Whatever fails
     after the spawn, the process is reaped before the error goes on. `prepare` runs just
-    before the spawn, where the spawn runs (writing the input file, say). Raises
-    OSError if the process cannot be started.
+    before the spawn, where the spawn runs (writing the input file, say). `launch` wraps
+    `argv` in a launcher that applies `limits` (and any confinement) in the child before the
+    prover's first instruction; without it the parent sets the limits. Raises OSError if
+    the process cannot be started.
     """
-    proc = await _spawn_off_loop(argv, cwd=cwd, env=env, limits=limits, prepare=prepare)
+    command = launch(argv, cwd, limits) if launch is not None else argv
+    proc = await _spawn_off_loop(
+        command, cwd=cwd, env=env, limits=limits, prepare=prepare, limited=launch is not None
+    )
     _live.count += 1
     try:
         return await _supervise(proc, scope, limits, output, guard, on_spawn, on_stopping)
@@ -155,10 +165,11 @@ async def _supervise(
 
 
 def spawn(
-    argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits
+    argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, limited: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start `argv` as the leader of a new session and process group, its output (stdout and
-    stderr together) on a pipe, with its resource limits applied. Raises OSError."""
+    stderr together) on a pipe, with its resource limits applied (`limited`: the command
+    applies them itself). Raises OSError."""
     # No preexec_fn: Popen then uses vfork (the parent's memory is not copied) and returns as
     # soon as the exec succeeded. asyncio's own subprocess API would bring its child watcher;
     # this module waits on a pidfd instead.
@@ -172,6 +183,8 @@ def spawn(
         start_new_session=True,
         close_fds=True,
     )
+    if limited:
+        return proc
     try:
         _apply_limits(proc.pid, limits)
     except BaseException:
@@ -190,10 +203,11 @@ async def _spawn_off_loop(
     env: dict[str, str],
     limits: Limits,
     prepare: Callable[[], None],
+    limited: bool = False,
 ) -> subprocess.Popen[bytes]:
     def work() -> subprocess.Popen[bytes]:
         prepare()
-        return spawn(argv, cwd=cwd, env=env, limits=limits)
+        return spawn(argv, cwd=cwd, env=env, limits=limits, limited=limited)
 
     if _live.count == 0:
         # Nothing else to serve or reap: a thread hop would only add two wake-ups.

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--worker", action="append", dest="workers", help="host:port of a worker to dial"
     )
+    serve.add_argument(
+        "--worker-secret-file",
+        help="the worker credential: opens the WorkerHub, and is presented "
+        "to the workers this server dials",
+    )
+    serve.add_argument("--workers-ca", help="CA (PEM) of the workers it dials: dial with TLS")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -46,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--slots", type=int, help="attempts at once (default: one per CPU)")
     worker.add_argument("--metrics", help="host:port for /metrics and /healthz ('' for none)")
     worker.add_argument("--provers-file", help="TOML registry adding or replacing provers")
-    worker.add_argument("--credential-file", help="login secret for the dispatcher")
+    worker.add_argument("--credential-file", help="the worker credential for the dispatcher")
+    worker.add_argument(
+        "--worker-secret-file", help="the worker credential a dispatcher dialling in must present"
+    )
     worker.add_argument("--dispatcher-ca", help="CA (PEM) of a TLS dispatcher: dial with TLS")
     worker.add_argument("--log-format", choices=["auto", "json", "console"])
     worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -21,7 +21,7 @@ def run_serve(args: argparse.Namespace) -> int:
         for name in (
             "listen", "unix", "metrics", "provers_file", "log_format", "log_level",
             "local_slots", "workers", "dispatcher", "name", "slots", "credential_file",
-            "dispatcher_ca",
+            "dispatcher_ca", "worker_secret_file", "workers_ca",
         )
     }  # fmt: skip
     try:

@@ -69,7 +69,7 @@ def rpc_method(method: Method) -> Method:
     async def guarded(server: Served, *args: Any, **kwargs: Any) -> Any:
         connection = server.connection
         if connection is not None:
-            connection.touch()
+            connection.call_started()  # a sign of life, and a bound on calls in flight
             connection.calls.enter()
         try:
             return _answered(kwargs, await method(server, *args, **kwargs))
@@ -80,6 +80,7 @@ def rpc_method(method: Method) -> Method:
         finally:
             if connection is not None:
                 connection.calls.leave()
+                connection.call_finished()
 
     return cast(Method, _Guarded(guarded))
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from proofrace.core.model import CancelCause, CancelReason
 from proofrace.race.race import Solve
 from proofrace.wire.calls import CallTracker
+from proofrace.wire.limits import FrameWatch, PeerLimits
 
 _ids = itertools.count(1)
 
@@ -35,8 +36,30 @@ class Connection:
         self._on_close: list[Callable[[], None]] = []
         self.opened_at = self.last_activity = time.monotonic()
         self.authenticated = False
+        # Subject organizational units of a verified client certificate (TLS), if any.
+        self.certificate_units: frozenset[str] = frozenset()
+        # Who the caller is, for its share of the server: its address, its uid on a Unix
+        # socket, or its certificate's subject.
+        self.identity = self.peer_host
+        self.limits = PeerLimits()
+        self.frames: FrameWatch | None = None  # set by the listener
+        self.calls_in_flight = 0
+        self._answers_while_paused = 0
+        # Set with drop_requested when a bound is exceeded: answers still queued are discarded.
+        self.abort = False
         # Set when the server decides to drop the peer (too many failed logins, say).
         self.drop_requested = asyncio.Event()
+        self.drop_reason = ""
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._sock
+
+    @property
+    def peer_host(self) -> str:
+        """The peer's address without its port: what limits per address count by."""
+        host, sep, _ = self.peer.rpartition(":")
+        return host if sep else self.peer
 
     def track(self, solve: Solve) -> None:
         self._solves.add(solve)
@@ -47,6 +70,28 @@ class Connection:
     def touch(self) -> None:
         """The peer made a call: it is alive."""
         self.last_activity = time.monotonic()
+
+    def call_started(self) -> None:
+        self.touch()
+        self.calls_in_flight += 1
+        if self.calls_in_flight > self.limits.max_calls_in_flight:
+            self.exceeded("calls in flight")
+
+    def call_finished(self) -> None:
+        self.calls_in_flight -= 1
+        if self.frames is None or self.frames.paused_at is None:
+            self._answers_while_paused = 0
+            return
+        self._answers_while_paused += 1  # its answer waits behind a peer that reads nothing
+        if self._answers_while_paused > self.limits.max_answers_unread:
+            self.exceeded("answers left unread")
+
+    def exceeded(self, what: str) -> None:
+        """A bound was exceeded: drop the peer, discarding what is queued for it."""
+        if not self.drop_requested.is_set():
+            self.drop_reason = what
+            self.abort = True
+            self.drop_requested.set()
 
     def on_close(self, callback: Callable[[], None]) -> None:
         self._on_close.append(callback)

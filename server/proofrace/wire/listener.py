@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import functools
 import math
 import os
 import socket
 import ssl
 import stat
+import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ import structlog
 
 from proofrace.wire.calls import CallTracker
 from proofrace.wire.connection import Connection
+from proofrace.wire.limits import ConnectionCounter, FrameWatch, PeerLimits
 
 _log = structlog.get_logger("proofrace.wire")
 _BACKLOG = 128
@@ -33,6 +38,8 @@ _FLUSH_S = 0.05
 _TLS_HANDSHAKE_S = 10.0
 # After a failed accept (out of descriptors, say), a pause before the next.
 _ACCEPT_RETRY_S = 0.1
+# How often the per-peer deadlines (an unfinished message, writes paused) are looked at.
+_CHECK_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,38 @@ class Endpoint:
 
 
 def _private_directory(directory: Path) -> None:
-    """Create the socket's directory 0700, or check that an existing one is ours alone."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.stat()
-    if info.st_uid not in (os.getuid(), 0):
-        raise OSError(f"{directory} belongs to another user")
-    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-        raise OSError(f"{directory} is writable by others")
+    """Create the socket's directory 0700, or check that an existing one is ours alone, and
+    that no other user can swap it (or any directory above it) for one of their own."""
+    trusted_path(directory.parent)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{directory} is not a directory of this user's")
+    if info.st_mode & 0o077:
+        raise OSError(f"{directory} is open to others (mode {info.st_mode & 0o777:o})")
+
+
+def trusted_path(directory: Path) -> None:
+    """Every directory from / down to `directory` (created 0700 where missing) belongs to
+    root or to this user, and is writable by no one else, unless sticky (like /tmp), where
+    each user can only rename what is theirs. A symbolic link on the way must be ours or
+    root's too, and what it points to passes the same test. Raises OSError otherwise."""
+    me = os.getuid()
+    current = Path("/")
+    for part in directory.absolute().parts[1:]:
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            current.mkdir(mode=0o700)
+            info = current.lstat()
+        if info.st_uid not in (0, me):
+            raise OSError(f"{current} belongs to another user (uid {info.st_uid})")
+        if stat.S_ISLNK(info.st_mode):
+            trusted_path(current.resolve())
+            continue
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise OSError(f"{current} is writable by others")
 
 
 def _answers(path: Path) -> bool:
@@ -79,8 +111,11 @@ class RpcListener:
         on_connections: Callable[[int], None] = lambda _n: None,
         on_accept_failed: Callable[[], None] = lambda: None,
         on_internal_error: Callable[[], None] = lambda: None,
+        limits: PeerLimits | None = None,
     ) -> None:
         """`login_timeout_s` > 0: a connection not authenticated by then is closed."""
+        self._limits = limits or PeerLimits()
+        self._counter = ConnectionCounter(self._limits)
         self._bootstrap = bootstrap
         self._tls = tls
         self._idle_timeout_s = idle_timeout_s
@@ -150,20 +185,34 @@ class RpcListener:
                 # another waits for the peer's delayed ACK (about 40 ms).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer_name = f"{peer[0]}:{peer[1]}" if endpoint.kind == "tcp" else "unix"
+            address = peer[0] if endpoint.kind == "tcp" else None
+            refused = self._counter.admit(address)
+            if refused is not None:
+                # Closed at once, before any buffer is allocated for it.
+                _log.warning("connection.refused", peer=peer_name, why=refused)
+                sock.close()
+                continue
             tls = self._tls if endpoint.kind == "tcp" else None
             task = asyncio.create_task(self._serve(sock, peer_name, tls))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
+            task.add_done_callback(functools.partial(self._released, address))
+
+    def _released(self, address: str | None, _task: asyncio.Task[None]) -> None:
+        self._counter.release(address)
 
     async def _serve(self, sock: socket.socket, peer: str, tls: ssl.SSLContext | None) -> None:
         connection = Connection(sock, peer, self._calls)
+        connection.limits = self._limits
+        if sock.family == socket.AF_UNIX:
+            connection.identity = f"uid:{_peer_uid(sock)}"
         log = _log.bind(connection=connection.id, peer=peer)
         log.info("connection.opened")
         self._on_connections(+1)
         server = None
         stream = None
         try:
-            stream = await _stream(sock, tls)
+            stream, connection.frames, connection.certificate_units = await _stream(sock, tls)
             server = capnp.TwoPartyServer(
                 stream,
                 bootstrap=self._bootstrap(connection),
@@ -180,6 +229,8 @@ class RpcListener:
         finally:
             connection.mark_closed()
             self._on_connections(-1)
+            if connection.abort and connection.frames and connection.frames.transport:
+                connection.frames.transport.abort()  # what it did not read is dropped
             if stream is not None:
                 stream.close()  # closes the transport after its buffer is flushed
             else:
@@ -197,12 +248,17 @@ class RpcListener:
             while not disconnected.done():
                 why, at = ("dropped", 0.0) if dropped.done() else self._next_deadline(connection)
                 if at <= time.monotonic():
+                    if why not in ("dropped", "idle_timeout", "login_timeout"):
+                        connection.abort = True  # a bound: what is queued for it goes too
                     _log.warning(
-                        f"connection.{why}", connection=connection.id, peer=connection.peer
+                        f"connection.{why}",
+                        connection=connection.id,
+                        peer=connection.peer,
+                        **({"exceeded": connection.drop_reason} if connection.drop_reason else {}),
                     )
                     connection.mark_closed()  # its solves end as `disconnected`
                     return
-                timeout = None if at == math.inf else at - time.monotonic()
+                timeout = min(at - time.monotonic(), _CHECK_EVERY_S)
                 await asyncio.wait(
                     {disconnected, dropped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -216,6 +272,19 @@ class RpcListener:
             deadlines.append(("login_timeout", connection.opened_at + self._login_timeout_s))
         if self._idle_timeout_s > 0:
             deadlines.append(("idle_timeout", connection.last_activity + self._idle_timeout_s))
+        frames, limits = connection.frames, self._limits
+        # Bytes already waiting in the kernel: the delay is ours, not the peer's.
+        if frames is not None and not _unread(connection.socket):
+            if frames.frames == 0:
+                deadlines.append(
+                    ("first_message_timeout", connection.opened_at + limits.first_message_s)
+                )
+            # While its answers wait unread, the server may stop reading mid-message itself:
+            # then the write stall is the deadline that tells.
+            if frames.started_at is not None and frames.paused_at is None:
+                deadlines.append(("message_timeout", frames.started_at + limits.message_s))
+            if frames.paused_at is not None:
+                deadlines.append(("write_stalled", frames.paused_at + limits.write_stall_s))
         return min(deadlines, key=lambda d: d[1])
 
     async def stop_accepting(self) -> None:
@@ -242,23 +311,43 @@ class RpcListener:
         await asyncio.gather(*self._serving, return_exceptions=True)
 
 
-async def _stream(sock: socket.socket, tls: ssl.SSLContext | None) -> Any:
-    """A pycapnp stream over an accepted socket, with TLS when configured.
+async def _stream(
+    sock: socket.socket, tls: ssl.SSLContext | None
+) -> tuple[Any, FrameWatch, frozenset[str]]:
+    """A pycapnp stream over an accepted socket, with TLS when configured; the watch on its
+    frames and writes; and the subject organizational units of the client certificate the
+    handshake verified (if any).
 
     pycapnp's public constructors only dial out (or accept for themselves); an accepted socket
-    with TLS on the server side goes through asyncio's connect_accepted_socket, with the
-    protocol that pycapnp's own create_server uses.
+    goes through asyncio's connect_accepted_socket, with the protocol that pycapnp's own
+    create_server uses, wrapped in a FrameWatch.
     """
-    if tls is None:
-        if sock.family == socket.AF_UNIX:
-            return await capnp.AsyncIoStream.create_unix_connection(sock=sock)
-        return await capnp.AsyncIoStream.create_connection(sock=sock)
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[Any] = loop.create_future()
-    await loop.connect_accepted_socket(
-        lambda: capnp.AsyncIoStream._connect(ready.set_result),
+    watch = FrameWatch(capnp.AsyncIoStream._connect(ready.set_result))
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: watch,
         sock,
         ssl=tls,
-        ssl_handshake_timeout=_TLS_HANDSHAKE_S,
+        ssl_handshake_timeout=_TLS_HANDSHAKE_S if tls else None,
     )
-    return await ready
+    certificate = transport.get_extra_info("peercert") or {}
+    units = frozenset(
+        value
+        for rdn in certificate.get("subject", ())
+        for key, value in rdn
+        if key == "organizationalUnitName"
+    )
+    return await ready, watch, units
+
+
+def _unread(sock: socket.socket) -> int:
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4), "little")
+    except (OSError, ValueError):
+        return 0
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", credentials)[1])

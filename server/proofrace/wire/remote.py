@@ -10,6 +10,7 @@ part (cancellation received to reaped) and sends it along.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from proofrace.core.model import (
     AttemptOutcome,
     AttemptResult,
     CancelReason,
+    ErrorKind,
     Problem,
     ProverInfo,
+    SolveError,
     Stop,
 )
 from proofrace.core.progress import AttemptProgress
@@ -45,6 +48,14 @@ _log = structlog.get_logger("proofrace.workers")
 _CONFIRM_S = 5.0
 
 
+# Bounds on what a worker's own words may carry into the dispatcher: its offer, and the text
+# of its answers (which reach logs and clients).
+_MAX_OFFERED = 256
+_NAME_CHARS = 64
+_STATUS_CHARS = 256
+_MESSAGE_CHARS = 1024
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     name: str
@@ -52,8 +63,28 @@ class WorkerInfo:
     slots: int
 
 
+@dataclass(frozen=True)
+class WorkerLimits:
+    max_workers: int = 64  # registrations at once
+    max_slots: int = 64  # a worker's slots are clamped to this
+    output_tail_bytes: int = 16 * 1024  # of each answer's output tail
+
+
 def read_worker_info(reader: Any) -> WorkerInfo:
-    return WorkerInfo(str(reader.name), tuple(convert.read_provers(reader.provers)), reader.slots)
+    """A worker's offer, read only as far as the dispatcher will ever look at it."""
+    provers = reader.provers
+    offered = [provers[i] for i in range(min(len(provers), _MAX_OFFERED))]
+    return WorkerInfo(
+        bounded_text(str(reader.name), _NAME_CHARS),
+        tuple(convert.read_provers(offered)),
+        int(reader.slots),
+    )
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """Printable and at most `limit` characters: safe for a log line or a message."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned + "..." if len(text) > limit else cleaned
 
 
 def write_worker_info(builder: Any, info: WorkerInfo) -> None:
@@ -86,16 +117,34 @@ class RemoteWorker:
     """A Backend whose attempts run on another machine."""
 
     def __init__(
-        self, capability: Any, info: WorkerInfo, grace_s: float, confirm_s: float = _CONFIRM_S
+        self,
+        capability: Any,
+        info: WorkerInfo,
+        grace_s: float,
+        confirm_s: float = _CONFIRM_S,
+        tail_bytes: int = 16 * 1024,
     ) -> None:
-        """`confirm_s`: how long past the grace period a stop may take to be confirmed."""
+        """`confirm_s`: how long past the grace period a stop may take to be confirmed.
+        `info.provers` must already be the dispatcher's own entries (see WorkerDirectory)."""
         self._worker = capability
         self.info = info
         self._grace_s = grace_s
         self._confirm_s = confirm_s
+        self._tail_bytes = tail_bytes
 
     def catalog(self) -> list[ProverInfo]:
         return list(self.info.provers)
+
+    def _own(self, prover: str, result: AttemptResult) -> AttemptResult:
+        """The worker's answer, under the name the dispatcher asked for and with its text
+        bounded: nothing in the reply decides which prover answered."""
+        return replace(
+            result,
+            prover=prover,
+            status=bounded_text(result.status, _STATUS_CHARS),
+            message=bounded_text(result.message, _MESSAGE_CHARS),
+            output_tail=result.output_tail[-self._tail_bytes :],
+        )
 
     async def run(
         self,
@@ -158,6 +207,7 @@ class RemoteWorker:
                 message=f"worker {self.info.name} lost: it never confirmed the stop",
                 elapsed_ns=time.monotonic_ns() - started_ns,
             )
+        remote = self._own(prover, remote)
         if remote.stop is None:
             return remote  # it ended on its own before the cancellation reached it
         now = time.monotonic_ns()
@@ -184,7 +234,7 @@ class RemoteWorker:
                 AttemptOutcome.SYSTEM_ERROR,
                 message=f"worker {self.info.name} lost: {first_line[:200]}",
             )
-        return convert.read_attempt(response.result)
+        return self._own(prover, convert.read_attempt(response.result))
 
 
 class RegistrationServer(_schema.Registration.Server):  # type: ignore[misc,name-defined]
@@ -195,45 +245,99 @@ class RegistrationServer(_schema.Registration.Server):  # type: ignore[misc,name
         weakref.finalize(self, on_leave, place)
 
 
-class WorkerDirectory:
-    """Registers workers in the pool and takes them out again, with logs and a gauge."""
+@dataclass(frozen=True)
+class WorkerDialing:
+    """How the dispatcher reaches the workers it dials: the worker credential it presents at
+    their Gate (None: the worker asks for none), and TLS (None: plain TCP)."""
 
-    def __init__(self, pool: Pool, grace_s: float, on_count: Callable[[int], None]) -> None:
+    credential: str | None = None
+    tls: ssl.SSLContext | None = None
+
+
+class WorkerDirectory:
+    """Registers workers in the pool and takes them out again, with logs and a gauge.
+
+    A worker's offer is checked against the dispatcher's own registry: only provers it already
+    knows are taken, under its own entries (formats, default), so an offer can neither add a
+    catalogue entry nor make anything a default. Its slots are clamped and registrations capped.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        grace_s: float,
+        on_count: Callable[[int], None],
+        known: list[ProverInfo] | None = None,
+        limits: WorkerLimits | None = None,
+    ) -> None:
         self._pool = pool
         self._grace_s = grace_s
         self._on_count = on_count
+        self._known = {info.name: info for info in known or []}
+        self._limits = limits or WorkerLimits()
+        self._count = 0
 
-    def register(self, capability: Any, info: WorkerInfo) -> RegistrationServer:
+    def register(self, capability: Any, info: WorkerInfo) -> RegistrationServer | SolveError:
+        """A registration, or the reason the offer is refused."""
+        if self._count >= self._limits.max_workers:
+            _log.warning("worker.refused", name=info.name, why="registrations at their limit")
+            return SolveError(
+                ErrorKind.OVERLOADED,
+                f"{self._count} workers registered, this dispatcher's limit; retry later",
+            )
+        offered = {p.name for p in info.provers if p.available}
+        provers = tuple(
+            replace(self._known[name], available=True)
+            for name in sorted(offered)
+            if name in self._known
+        )
+        if not provers:
+            _log.warning("worker.refused", name=info.name, why="no known prover offered")
+            return SolveError(
+                ErrorKind.INVALID_REQUEST, "the worker offers no prover this dispatcher knows"
+            )
+        slots = max(1, min(info.slots, self._limits.max_slots))
+        accepted = WorkerInfo(info.name, provers, slots)
         place = Place(
             name=f"worker {info.name}",
-            backend=RemoteWorker(capability, info, self._grace_s),
-            slots=info.slots,
+            backend=RemoteWorker(
+                capability, accepted, self._grace_s, tail_bytes=self._limits.output_tail_bytes
+            ),
+            slots=slots,
         )
         self._pool.add(place)
+        self._count += 1
         self._on_count(+1)
         _log.info(
             "worker.registered",
             name=info.name,
-            slots=info.slots,
-            provers=[p.name for p in info.provers if p.available],
+            slots=slots,
+            provers=[p.name for p in provers],
+            ignored=len(offered) - len(provers),  # offered names it does not know: counted only
         )
         return RegistrationServer(place, self._leave)
 
     def _leave(self, place: Place) -> None:
         self._pool.remove(place)
+        self._count -= 1
         self._on_count(-1)
         _log.warning("worker.lost", name=place.name.removeprefix("worker "))
 
-    async def dial(self, host: str, port: int, stop: asyncio.Event) -> None:
+    async def dial(
+        self, host: str, port: int, stop: asyncio.Event, dialing: WorkerDialing | None = None
+    ) -> None:
         """Keep a worker listed in the configuration connected, reconnecting as needed."""
+        dialing = dialing or WorkerDialing()
 
         async def session() -> None:
-            stream = await capnp.AsyncIoStream.create_connection(host, port)
+            stream = await _connect(host, port, dialing.tls)
             client = capnp.TwoPartyClient(stream)
             try:
-                worker = client.bootstrap().cast_as(_schema.Worker)
+                worker = await _worker_of(client.bootstrap(), dialing.credential)
                 info = read_worker_info((await worker.info()).info)
                 registration = self.register(worker, info)
+                if isinstance(registration, SolveError):
+                    raise PermissionError(registration.message)
                 await first_of(client.on_disconnect(), stop)
                 del registration, worker  # the worker leaves the pool
             finally:
@@ -245,3 +349,20 @@ class WorkerDirectory:
         await reconnecting(
             session, stop, expected=(OSError, capnp.KjException), on_failure=unreachable
         )
+
+
+async def _connect(host: str, port: int, tls: ssl.SSLContext | None) -> Any:
+    if tls is None:
+        return await capnp.AsyncIoStream.create_connection(host, port)
+    return await capnp.AsyncIoStream.create_connection(host, port, ssl=tls, server_hostname=host)
+
+
+async def _worker_of(bootstrap: Any, credential: str | None) -> Any:
+    """The Worker capability: straight from the bootstrap of a worker that asks for no login,
+    else from its Gate, which answers `worker` to the worker credential."""
+    if credential is None:
+        return bootstrap.cast_as(_schema.Worker)
+    result = (await bootstrap.cast_as(_schema.Gate).login(credential)).result
+    if result.which() != "worker":
+        raise PermissionError("the worker refused the worker credential")
+    return result.worker

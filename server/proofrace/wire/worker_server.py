@@ -7,6 +7,7 @@ attempts it started are the ones to stop.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -15,18 +16,30 @@ import structlog
 from proofrace import schema
 from proofrace.backends.base import Backend
 from proofrace.core.cancel import CancelScope, outlast
-from proofrace.core.model import AttemptResult, CancelCause, CancelReason, Format, Problem
+from proofrace.core.model import (
+    AttemptResult,
+    CancelCause,
+    CancelReason,
+    ErrorKind,
+    Format,
+    Problem,
+    SolveError,
+)
 from proofrace.core.progress import AttemptProgress
 from proofrace.race.events import RaceObserver
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
+from proofrace.wire.capabilities import LoginGuard
 from proofrace.wire.connection import Connection
 from proofrace.wire.promises import call_task
-from proofrace.wire.remote import WorkerInfo, write_worker_info
+from proofrace.wire.remote import WorkerInfo, bounded_text, write_worker_info
 
 _schema = schema.load()
 _log = structlog.get_logger("proofrace.worker")
 _REPORT_TIMEOUT_S = 5.0
+_ID_CHARS = 64
+# The dispatcher enforces the solve's deadline; the worker's own is a backstop just after it.
+_DEADLINE_MARGIN_S = 1.0
 _DISCONNECTED = CancelReason(CancelCause.DISCONNECTED, "the dispatcher's connection closed")
 
 
@@ -38,10 +51,13 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         observer: RaceObserver,
         connection: Connection,
         on_undelivered: Callable[[str], None] = lambda _event: None,
+        max_timeout_s: float = 3600.0,
     ) -> None:
-        """`on_undelivered(event)`: an attempt event could not reach the dispatcher."""
+        """`on_undelivered(event)`: an attempt event could not reach the dispatcher.
+        `max_timeout_s`: no attempt runs longer, whatever the dispatcher asks."""
         self.connection = connection
         self._on_undelivered = on_undelivered
+        self._max_timeout_s = max_timeout_s
         self._backend = backend
         self._info = info
         self._observer = observer
@@ -54,22 +70,27 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
 
     @rpc_method
     async def run(self, attempt: Any, events: Any, _context: Any, **kwargs: Any) -> None:
-        prover = str(attempt.prover)
-        solve_id, attempt_id = str(attempt.solveId), str(attempt.attemptId)
+        prover = bounded_text(str(attempt.prover), _ID_CHARS)
+        solve_id = bounded_text(str(attempt.solveId), _ID_CHARS)
+        attempt_id = bounded_text(str(attempt.attemptId), _ID_CHARS)
         problem = Problem(bytes(attempt.content), Format(str(attempt.format)))
         scope = CancelScope()
         progress = AttemptProgress(
             prover, attempt_id, on_started=self._started(events, solve_id, attempt_id, prover)
         )
+        # Whoever asks, no attempt outlives this worker's own maximum, in CPU (the backend's
+        # rlimit) nor in wall-clock time (the deadline below; the dispatcher's comes first).
+        requested = int(attempt.timeoutMs) / 1000
+        timeout_s = min(requested or self._max_timeout_s, self._max_timeout_s)
         task = asyncio.ensure_future(
-            self._backend.run(
-                prover,
-                problem,
-                timeout_s=int(attempt.timeoutMs) / 1000,
-                scope=scope,
-                progress=progress,
-            )
+            self._backend.run(prover, problem, timeout_s=timeout_s, scope=scope, progress=progress)
         )
+        deadline = asyncio.get_running_loop().call_later(
+            timeout_s + _DEADLINE_MARGIN_S,
+            scope.cancel,
+            CancelReason(CancelCause.TIMEOUT, f"the worker's deadline of {timeout_s:g} s passed"),
+        )
+        task.add_done_callback(lambda _task: deadline.cancel())
         self._running[scope] = task
         try:
             result = await asyncio.shield(task)
@@ -147,3 +168,33 @@ def cause_of(error: BaseException) -> str:
         return type(error).__name__
     line = lines[-1] if "Traceback (most recent call last)" in lines[0] else lines[0]
     return line.strip()[:200]
+
+
+class WorkerGateServer(_schema.Gate.Server):  # type: ignore[misc,name-defined]
+    """A listening worker's bootstrap: `login` with the worker credential answers `worker`.
+    With mutual TLS and no credential configured, the verified certificate is enough."""
+
+    def __init__(
+        self, credential: bytes, worker: Callable[[], WorkerServer], logins: LoginGuard
+    ) -> None:
+        self.connection = logins.connection
+        self._credential = credential
+        self._worker = worker
+        self._logins = logins
+
+    @rpc_method
+    async def login(self, credential: str, _context: Any, **kwargs: Any) -> None:
+        result = _context.results.init("result")
+        accepted = (
+            hmac.compare_digest(credential.encode(), self._credential)
+            if self._credential
+            else True  # no credential: gated by the client certificate alone
+        )
+        if accepted and not self._logins.blocked():
+            result.worker = self._logins.granted("dispatcher", self._worker())
+            return
+        self._logins.failed()
+        convert.write_error(
+            result.init("refused"),
+            SolveError(ErrorKind.UNAUTHENTICATED, "the credential was refused"),
+        )

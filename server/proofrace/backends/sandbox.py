@@ -1,0 +1,128 @@
+"""Confining prover processes: the command line of `proofrace-jail`, the launcher that sets an
+attempt's rlimits, no_new_privs, a Landlock ruleset and a seccomp filter, then execs the prover.
+
+What a prover may read: the system's shared directories, the installation its executable came
+from, absolute paths on its command line (a script, say), and the operator's `sandbox_paths`.
+What it may write: its attempt directory (and the operator's `sandbox_writable`, empty by
+default). It opens no socket, binds or connects no TCP port, and signals nothing outside its
+own attempt. The launcher is C (launcher.c beside this module), built by scripts/setup.sh and
+the container build, and found on PATH or beside the Python that runs the server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from proofrace.backends.process import Limits
+
+LAUNCHER = "proofrace-jail"
+# Read and execute: libraries, interpreters, the dynamic loader's cache, locales, time zones.
+SYSTEM_PATHS = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+)
+WRITABLE_DEVICES = ("/dev/null",)
+# Landlock's first ABI covers files; 4 adds TCP, 6 signals and abstract Unix sockets.
+FULL_ABI = 6
+
+
+class SandboxError(OSError):
+    """The sandbox was asked for but cannot be had: say how to get it, or to turn it off."""
+
+
+@dataclass(frozen=True)
+class Jail:
+    launcher: str
+    confine: bool  # False: rlimits only (the sandbox was turned off explicitly)
+    read_paths: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+
+    def command(self, argv: list[str], workdir: Path, limits: Limits) -> list[str]:
+        """`argv`, run through the launcher with `limits` and, when confining, its rules."""
+        line = [self.launcher, "--cpu", str(limits.cpu_seconds)]
+        if limits.memory_bytes > 0:
+            line += ["--as", str(limits.memory_bytes)]
+        if limits.file_bytes > 0:
+            line += ["--fsize", str(limits.file_bytes)]
+        if not self.confine:
+            return [*line, "--no-sandbox", "--", *argv]
+        for path in (*SYSTEM_PATHS, *self.read_paths, *_own_paths(argv)):
+            line += ["--ro", path]
+        for path in (str(workdir), *WRITABLE_DEVICES, *self.writable):
+            line += ["--rw", path]
+        return [*line, "--", *argv]
+
+
+def find_launcher(configured: str = "") -> str | None:
+    """The launcher: as configured, else beside this Python (a virtualenv's bin), else PATH."""
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    beside = Path(sys.executable).parent / LAUNCHER
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(LAUNCHER)
+
+
+def landlock_abi(launcher: str) -> int:
+    probe = subprocess.run([launcher, "--probe"], capture_output=True, text=True, check=False)
+    try:
+        return int(probe.stdout.strip())
+    except ValueError:
+        return 0
+
+
+def make_jail(
+    enabled: bool, configured: str, read_paths: Iterable[str], writable: Iterable[str]
+) -> tuple[Jail | None, int]:
+    """The jail to run provers in, and the Landlock ABI it gets (0 when not confining).
+
+    Raises SandboxError when the sandbox is enabled but the launcher or Landlock is missing:
+    provers never run unconfined by accident.
+    """
+    launcher = find_launcher(configured)
+    if not enabled:
+        return (Jail(launcher, confine=False) if launcher else None), 0
+    if launcher is None:
+        raise SandboxError(
+            f"the prover sandbox needs {LAUNCHER} (built by scripts/setup.sh); "
+            "set sandbox_launcher, or sandbox = false to run provers unconfined"
+        )
+    abi = landlock_abi(launcher)
+    if abi < 1:
+        raise SandboxError(
+            "the prover sandbox needs Landlock, which this kernel does not offer; "
+            "set sandbox = false to run provers unconfined"
+        )
+    return Jail(launcher, True, tuple(read_paths), tuple(writable)), abi
+
+
+def _own_paths(argv: list[str]) -> list[str]:
+    """The installation the executable comes from (`/opt/x` for `/opt/x/bin/prover`), and
+    absolute files named on the command line."""
+    found = shutil.which(argv[0])
+    paths = []
+    if found:
+        real = Path(os.path.realpath(found))
+        home = real.parent.parent if real.parent.name == "bin" else real.parent
+        if str(home) != "/":
+            paths.append(str(home))
+    paths += [a for a in argv[1:] if a.startswith("/") and os.path.isfile(a)]
+    return paths

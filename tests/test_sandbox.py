@@ -1,0 +1,168 @@
+"""The prover sandbox, attacked through problem text: writing outside the attempt directory,
+probing and reading files, opening network sockets, signalling other processes. Each test
+checks the attack failed, that nothing was left behind, and that honest solves still work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SERVER_ENV, server_args
+
+from proofrace.client import Client, Format, Verdict
+
+from harness import SAMPLES, RunningServer, running_server
+
+EASY = (SAMPLES / "distinct.smt2").read_text()
+SAT = "(declare-const x Int)\n(assert (> x 2))\n(check-sat)\n"
+
+
+@pytest.fixture(scope="module")
+def confined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("confined")
+    with running_server(server_args(tmp), SERVER_ENV) as server:
+        yield server
+
+
+def solve(run, server: RunningServer, text: str, provers: list[str]):  # type: ignore[no-untyped-def]
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with Client.connect(server.address) as client:
+            job = await client.solve(text, provers=provers, time_limit=60, format=Format.SMTLIB2)
+            return await job.result()
+
+    return run(scenario())
+
+
+def output_of(outcome, prover: str) -> str:  # type: ignore[no-untyped-def]
+    return next(a for a in outcome.attempts if a.prover == prover).output_tail
+
+
+def test_z3_cannot_write_outside_its_directory(confined: RunningServer, tmp_path: Path, run):
+    target = tmp_path / "escape.pth"
+    problem = f'(set-option :regular-output-channel "{target}")\n{SAT}'
+    outcome = solve(run, confined, problem, ["z3"])
+    assert not target.exists()
+    assert "failed to set output stream" in output_of(outcome, "z3")
+    # The honest answer still comes: the same server, the next solve.
+    assert solve(run, confined, EASY, ["z3", "cvc5"]).verdict is Verdict.PROVED
+
+
+def test_include_cannot_tell_whether_a_file_exists(confined: RunningServer, tmp_path: Path, run):
+    present = tmp_path / "present.smt2"
+    present.write_text("(declare-const leaked Int)\n")
+    absent = tmp_path / "missing.smt2"  # a name of the same length
+    answers = [
+        output_of(solve(run, confined, f'(include "{path}")\n{SAT}', ["z3"]), "z3")
+        for path in (present, absent)
+    ]
+    # Both read the same, once the path itself is taken out: nothing tells them apart.
+    assert answers[0].replace(str(present), "P") == answers[1].replace(str(absent), "P")
+    assert "failed to open file" in answers[0]
+
+
+def attack(run, server: RunningServer, lines: list[str]) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    outcome = solve(run, server, "\n".join(lines) + "\n", ["attacker"])
+    assert outcome.verdict is Verdict.REFUTED, outcome  # the stub ran to its end
+    said: dict[str, list[str]] = {}
+    for line in output_of(outcome, "attacker").splitlines():
+        verb, _, result = line.partition(" ")
+        said.setdefault(verb, []).append(result)
+    return said
+
+
+def test_a_prover_opens_no_socket_and_signals_nothing(
+    confined: RunningServer, tmp_path: Path, run
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    listener.settimeout(0.5)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    unix_path = tmp_path / "s.sock"
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(unix_path))
+    unix.listen()
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    secret = tmp_path / "secret"
+    secret.write_text("not for provers")
+    outside = tmp_path / "written"
+    try:
+        said = attack(
+            run,
+            confined,
+            [
+                f"connect 127.0.0.1 {port}",
+                "udp 127.0.0.1 9",
+                f"unix {unix_path}",
+                f"kill {victim.pid}",
+                f"kill {confined.pid}",
+                f"write {outside}",
+                f"read {secret}",
+                "read /proc/1/environ",
+                "limits",
+            ],
+        )
+        thread.join()
+        verbs = ("connect", "udp", "unix", "kill", "write", "read")
+        assert all(r.startswith("blocked") for verb in verbs for r in said[verb]), said
+        assert len(said["kill"]) == len(said["read"]) == 2
+        assert accepted == [] and not outside.exists()
+        assert victim.poll() is None and confined.process.poll() is None
+        assert said["limits"][0].startswith("cpu=61 ")  # in force from the first instruction
+    finally:
+        victim.kill()
+        victim.wait()
+        listener.close()
+        unix.close()
+        for sock in accepted:
+            sock.close()
+    assert solve(run, confined, EASY, ["z3"]).verdict is Verdict.PROVED
+
+
+def test_turning_the_sandbox_off_is_explicit_and_logged(tmp_path: Path, run) -> None:
+    env = {**SERVER_ENV, "PROOFRACE_SANDBOX": "false"}
+    with running_server(server_args(tmp_path), env) as server:
+        warning = server.wait_for_event(lambda e: e["event"] == "server.sandbox_off")
+        assert warning["level"] == "warning"
+        outside = tmp_path / "written"
+        said = attack(run, server, [f"write {outside}", "limits"])
+        assert said["write"] == ["ok"] and outside.exists()  # what the sandbox prevents
+        assert said["limits"][0].startswith("cpu=61 ")  # the launcher still sets the rlimits
+
+
+def test_a_missing_sandbox_stops_the_server_rather_than_run_unconfined(tmp_path: Path) -> None:
+    env = {**SERVER_ENV, "PROOFRACE_SANDBOX_LAUNCHER": str(tmp_path / "nowhere")}
+    serve = subprocess.run(
+        [sys.executable, "-m", "proofrace.cli.main", "serve", *server_args(tmp_path)],
+        env={**os.environ, **env},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert serve.returncode == 1
+    assert "sandbox = false" in serve.stderr
+
+
+def test_a_stopped_prover_in_the_sandbox_is_still_reaped(confined: RunningServer, run) -> None:
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with Client.connect(confined.address) as client:
+            job = await client.solve(EASY, provers=["z3", "think"])
+            return await job.result()
+
+    outcome = run(scenario())
+    assert outcome.verdict is Verdict.PROVED
+    think = next(a for a in outcome.attempts if a.prover == "think")
+    assert think.stop is not None and think.exit.signal in (signal.SIGTERM, signal.SIGKILL)
