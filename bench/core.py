@@ -370,9 +370,17 @@ async def remote_preemption(address: str, runs: int) -> list[float]:
     return times
 
 
+def racing_config(path: Path) -> Path:
+    """Settings under which every solve races: no verdict cache to answer a repeated problem,
+    and no joining of an identical race already running. The floor is about racing."""
+    path.write_text('[server]\ncache = "off"\nshare_races = false\n')
+    return path
+
+
 @contextlib.contextmanager
 def remote_cluster(registry: str) -> Iterator[RunningServer]:
-    common = ["--metrics", "127.0.0.1:0", "--provers-file", registry]
+    config = str(racing_config(Path(registry).parent / "racing.toml"))
+    common = ["--metrics", "127.0.0.1:0", "--provers-file", registry, "--config", config]
     env = {"PROOFRACE_WORKER_SECRET": "the benchmark's worker credential"}
     with contextlib.ExitStack() as stack:
         dispatcher = stack.enter_context(
@@ -439,6 +447,7 @@ def main() -> None:
         trivial_file.write_text(TRIVIAL_CNF)
         trivial_argv = registry.specs[TRIVIAL_PROVER].argv(str(trivial_file))
         serve = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
+        serve += ["--config", str(racing_config(Path(tmp) / "racing.toml"))]
         with running_server([*serve, "--provers-file", str(registry_file)]) as server:
             print(f"proofrace core benchmark: {runs} runs per figure, ms unless said")
             print()
