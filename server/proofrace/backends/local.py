@@ -113,7 +113,7 @@ class LocalBackend:
             failure = launch_failure(report.exit.code, scanner.tail) if launch else None
             if failure is not None:  # the launcher's exec or confinement failed, not the prover
                 return AttemptResult(
-                    prover, AttemptOutcome.SYSTEM_ERROR, message=f"could not start {failure}"
+                    prover, AttemptOutcome.SYSTEM_ERROR, message=f"could not start: {failure}"
                 )
             checks = CheckContext(
                 workdir, input_name, self._environment(workdir), limits, scope, self._guard
