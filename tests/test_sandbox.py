@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import SERVER_ENV, server_args
 
-from proofrace.client import Client, Format, Verdict
+from proofrace.client import AttemptOutcome, Client, Format, Verdict
 
 from harness import SAMPLES, RunningServer, running_server
 
@@ -166,3 +166,21 @@ def test_a_stopped_prover_in_the_sandbox_is_still_reaped(confined: RunningServer
     assert outcome.verdict is Verdict.PROVED
     think = next(a for a in outcome.attempts if a.prover == "think")
     assert think.stop is not None and think.exit.signal in (signal.SIGTERM, signal.SIGKILL)
+
+
+def test_a_prover_the_launcher_cannot_start_is_a_system_error(tmp_path: Path, run) -> None:
+    """Its exec fails inside the launcher, after the spawn: still not the prover's error."""
+    broken = tmp_path / "broken-prover"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    registry = tmp_path / "broken.toml"
+    registry.write_text(
+        f'[broken]\ncommand = ["{broken}", "{{input}}"]\nformats = ["smtlib2"]\n'
+        "default = false\nrules = [['^unsat$', \"proved\"]]\n"
+    )
+    args = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--provers-file", str(registry)]
+    with running_server(args, SERVER_ENV) as server:
+        outcome = solve(run, server, EASY, ["broken"])
+    (attempt,) = outcome.attempts
+    assert attempt.outcome is AttemptOutcome.SYSTEM_ERROR, attempt
+    assert attempt.message.startswith(f"could not start: cannot execute {broken}")

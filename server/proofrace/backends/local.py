@@ -14,7 +14,7 @@ from proofrace.backends.base import not_started, stopped_outcome
 from proofrace.backends.certify import CheckContext, certify, output_to_keep
 from proofrace.backends.process import Limits, ProcessReport, off_loop, supervise
 from proofrace.backends.registry import Registry
-from proofrace.backends.sandbox import Jail
+from proofrace.backends.sandbox import Jail, launch_failure
 from proofrace.backends.verdicts import Finding, Match, OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope
@@ -89,6 +89,7 @@ class LocalBackend:
                 grace_seconds=grace,
                 stop_signal=spec.stop_signal,
             )
+            launch = self._settings.jail.command if self._settings.jail else None
             try:
                 report = await supervise(
                     spec.argv(input_name),
@@ -101,13 +102,18 @@ class LocalBackend:
                     on_spawn=progress.started,
                     on_stopping=progress.stopping,
                     prepare=prepare,
-                    launch=self._settings.jail.command if self._settings.jail else None,
+                    launch=launch,
                 )
             except OSError as e:
                 return AttemptResult(
                     prover,
                     AttemptOutcome.SYSTEM_ERROR,
                     message=f"could not start {spec.executable}: {e.strerror or e}",
+                )
+            failure = launch_failure(report.exit.code, scanner.tail) if launch else None
+            if failure is not None:  # the launcher's exec or confinement failed, not the prover
+                return AttemptResult(
+                    prover, AttemptOutcome.SYSTEM_ERROR, message=f"could not start: {failure}"
                 )
             checks = CheckContext(
                 workdir, input_name, self._environment(workdir), limits, scope, self._guard

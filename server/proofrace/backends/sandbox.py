@@ -11,6 +11,7 @@ the container build, and found on PATH or beside the Python that runs the server
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -56,7 +57,12 @@ class Jail:
     writable: tuple[str, ...] = ()
 
     def command(self, argv: list[str], workdir: Path, limits: Limits) -> list[str]:
-        """`argv`, run through the launcher with `limits` and, when confining, its rules."""
+        """`argv`, run through the launcher with `limits` and, when confining, its rules.
+
+        Raises FileNotFoundError when the prover's program cannot be found, as a direct spawn
+        would: its exec happens in the launcher, whose failure would read as the prover's."""
+        if shutil.which(argv[0]) is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
         line = [self.launcher, "--cpu", str(limits.cpu_seconds)]
         if limits.memory_bytes > 0:
             line += ["--as", str(limits.memory_bytes)]
@@ -69,6 +75,15 @@ class Jail:
         for path in (str(workdir), *WRITABLE_DEVICES, *self.writable):
             line += ["--rw", path]
         return [*line, "--", *argv]
+
+
+def launch_failure(exit_code: int | None, output: str) -> str | None:
+    """The launcher's own complaint, when it (not the prover) ended the process: it could not
+    confine it (126) or could not execute it (127)."""
+    first = output.lstrip().partition("\n")[0]
+    if exit_code in (126, 127) and first.startswith(f"{LAUNCHER}: "):
+        return first.removeprefix(f"{LAUNCHER}: ")[:300]
+    return None
 
 
 def find_launcher(configured: str = "") -> str | None:

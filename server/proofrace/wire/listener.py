@@ -52,15 +52,9 @@ class Endpoint:
 
 
 def _private_directory(directory: Path) -> None:
-    """Create the socket's directory 0700, or check that an existing one is ours alone, and
-    that no other user can swap it (or any directory above it) for one of their own."""
-    trusted_path(directory.parent)
-    directory.mkdir(mode=0o700, exist_ok=True)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise OSError(f"{directory} is not a directory of this user's")
-    if info.st_mode & 0o077:
-        raise OSError(f"{directory} is open to others (mode {info.st_mode & 0o777:o})")
+    """Create the socket's directory 0700 (and any missing parent), or check that an existing
+    one, and every directory above it, is such that no other user can swap it for theirs."""
+    trusted_path(directory)
 
 
 def trusted_path(directory: Path) -> None:

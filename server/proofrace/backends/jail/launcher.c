@@ -16,7 +16,8 @@
  *      sockets) and every syscall of a foreign ABI (32-bit, x32);
  *   5. execve of the prover.
  * Any step that fails ends the launch with exit code 126 and one line on stderr: the prover
- * never runs half-confined. --no-sandbox keeps step 1 only.
+ * never runs half-confined; an exec that fails ends it with 127. Either line starts with
+ * "proofrace-jail: ". --no-sandbox keeps step 1 only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -211,5 +212,6 @@ int main(int argc, char **argv) {
     seccomp_filter();
   }
   execvp(argv[i + 1], &argv[i + 1]);
-  fail("cannot execute", argv[i + 1]);
+  fprintf(stderr, "proofrace-jail: cannot execute %s: %s\n", argv[i + 1], strerror(errno));
+  return 127; /* as a shell says it: the program could not be run */
 }
