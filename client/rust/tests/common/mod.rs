@@ -144,6 +144,10 @@ impl Server {
             .args(&args)
             .args(["--metrics", "127.0.0.1:0"])
             .args(["--log-format", "json"])
+            // Every solve races: a verdict cached by an earlier run (the default cache is a file
+            // in the user's state directory) must not answer a test. A test may turn it on.
+            .env("PROOFRACE_CACHE", "off")
+            .env("PROOFRACE_SHARE_RACES", "false")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
