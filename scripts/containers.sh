@@ -157,15 +157,18 @@ wheels="$root/docker/wheels"
 if [[ "$(cat "$wheels/deps/.pins" 2>/dev/null)" != "$pins" ]]; then
   step "downloading wheels: ${pins//$'\n'/ }"
   rm -rf "$wheels/deps" && mkdir -p "$wheels/deps"
-  # Binary wheels for the image's Python (Debian bookworm: CPython 3.11, glibc 2.36). pip does
-  # not widen a --platform to older manylinux tags by itself, so they are all listed.
+  # Binary wheels for the image's Python (Debian bookworm: CPython 3.11.2, glibc 2.36). pip
+  # does not widen a --platform to older manylinux tags by itself, so they are all listed.
+  # It also reads environment markers with the Python running it, not the image's: what the
+  # image's 3.11.2 needs beyond that (redis wants async-timeout below 3.11.3) is named here.
   platforms=()
   for glibc in 2_36 2_34 2_31 2_28 2_27 2_24 2_17; do
     platforms+=(--platform "manylinux_${glibc}_$(uname -m)")
   done
   # shellcheck disable=SC2086
   "$venv/bin/pip" download -q -d "$wheels/deps" --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 "${platforms[@]}" $pins
+    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 "${platforms[@]}" $pins \
+    "async-timeout>=4.0.3"
   echo "$pins" >"$wheels/deps/.pins"
 fi
 
