@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_ENV, server_args
+from conftest import SERVER_ENV, WORKER_ENV, server_args
 
 from harness import REPO, SAMPLES, RunningServer, running_server
 
@@ -179,7 +179,7 @@ def test_tls_and_login_mismatches_are_one_line_each(
 
 
 def test_with_no_worker_yet_a_solve_says_so_or_waits_for_one(tmp_path: Path) -> None:
-    with running_server(server_args(tmp_path, "--local-slots", "0"), SERVER_ENV) as dispatcher:
+    with running_server(server_args(tmp_path, "--local-slots", "0"), WORKER_ENV) as dispatcher:
         cli = proofrace("solve", EASY_FILE, "--addr", dispatcher.address, stdout=subprocess.PIPE)
         out, _ = cli.communicate(timeout=60)
         assert cli.returncode == 2
@@ -201,7 +201,7 @@ def test_with_no_worker_yet_a_solve_says_so_or_waits_for_one(tmp_path: Path) -> 
         registry = next(a for a in server_args(tmp_path) if a.endswith(".toml"))
         worker_args = ["--name", "late", "--slots", "2", "--metrics", "127.0.0.1:0",
                        "--provers-file", registry, "--dispatcher", dispatcher.address]  # fmt: skip
-        with running_server(worker_args, SERVER_ENV, command="worker"):
+        with running_server(worker_args, WORKER_ENV, command="worker"):
             out, _ = cli.communicate(timeout=60)
         assert cli.returncode == 0, out
         assert out.startswith("verdict: proved (winner: ")

@@ -143,14 +143,16 @@ def test_up_again_keeps_the_count_and_each_worker_runs_one_attempt_per_cpu(compo
     assert [e["slots"] for e in registered] == [1] * WORKERS
 
 
-def started_again(container: Any, since: int, timeout: float) -> bool:
-    """Whether Docker starts `container` again within `timeout` (its event stream, awaited)."""
+def started_again(container: Any, since: float, timeout: float) -> bool:
+    """Whether Docker starts `container` again after `since` (a time.time()) and within
+    `timeout` (its event stream, awaited; the API takes whole seconds, the events carry
+    nanoseconds)."""
     events = container.client.events(
-        decode=True, since=since, until=int(time.time() + timeout),
+        decode=True, since=int(since), until=int(time.time() + timeout) + 1,
         filters={"container": container.id, "event": "start"},
     )  # fmt: skip
     try:
-        return any(True for _ in events)
+        return any(event["timeNano"] > since * 1e9 for event in events)
     finally:
         events.close()
 
@@ -164,14 +166,14 @@ def test_a_worker_whose_process_dies_comes_back_one_docker_killed_stays_down(com
         # Its process dies (as in a crash or an OOM kill): `restart: unless-stopped` applies.
         top = worker.top(ps_args="-o pid,comm")
         (pid,) = [int(p) for p, command in top["Processes"] if command == "proofrace"]
-        since = int(time.time())
+        since = time.time()
         os.kill(pid, signal.SIGKILL)
         assert started_again(worker, since, timeout=60)
         log.wait_for(lambda e: e["event"] == "worker.registered", before + 1, 60)
         worker.reload()
         assert worker.attrs["RestartCount"] == 1
         # `docker kill` counts as stopping it by hand: Docker leaves it down, at 137.
-        since = int(time.time())
+        since = time.time()
         worker.kill()
         assert not started_again(worker, since, timeout=5)
         worker.reload()
