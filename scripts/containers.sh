@@ -88,6 +88,25 @@ if ! "$py" -c 'import testcontainers, yaml' 2>/dev/null; then
   "$venv/bin/pip" install -q "testcontainers>=4.8" "PyYAML>=6"
 fi
 
+# --- manifest checks ------------------------------------------------------------------------
+# The schema validator and the policy scanner for the Kubernetes manifests, pinned, in a
+# virtualenv of their own (the scanner brings many dependencies the project does not use).
+policy="${PROOFRACE_POLICY_VENV:-$work/policy}"
+policy_pins="kubernetes-validate==1.37.0 checkov==3.3.30"
+if [[ "$(cat "$policy/.pins" 2>/dev/null)" != "$policy_pins" ]]; then
+  step "installing $policy_pins into $policy"
+  rm -rf "$policy"
+  python3 -m venv "$policy"
+  # shellcheck disable=SC2086
+  "$policy/bin/pip" install -q $policy_pins
+  echo "$policy_pins" >"$policy/.pins"
+fi
+# Rendering the overlays: kubectl's built-in kustomize, else kustomize from the Go module proxy.
+if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1; then
+  step "installing kustomize"
+  GOBIN=/usr/local/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+fi
+
 # --- base image -----------------------------------------------------------------------------
 base="${PROOFRACE_BASE_IMAGE:-}"
 if [[ -z "$base" ]]; then
@@ -138,15 +157,18 @@ wheels="$root/docker/wheels"
 if [[ "$(cat "$wheels/deps/.pins" 2>/dev/null)" != "$pins" ]]; then
   step "downloading wheels: ${pins//$'\n'/ }"
   rm -rf "$wheels/deps" && mkdir -p "$wheels/deps"
-  # Binary wheels for the image's Python (Debian bookworm: CPython 3.11, glibc 2.36). pip does
-  # not widen a --platform to older manylinux tags by itself, so they are all listed.
+  # Binary wheels for the image's Python (Debian bookworm: CPython 3.11.2, glibc 2.36). pip
+  # does not widen a --platform to older manylinux tags by itself, so they are all listed.
+  # It also reads environment markers with the Python running it, not the image's: what the
+  # image's 3.11.2 needs beyond that (redis wants async-timeout below 3.11.3) is named here.
   platforms=()
   for glibc in 2_36 2_34 2_31 2_28 2_27 2_24 2_17; do
     platforms+=(--platform "manylinux_${glibc}_$(uname -m)")
   done
   # shellcheck disable=SC2086
   "$venv/bin/pip" download -q -d "$wheels/deps" --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 "${platforms[@]}" $pins
+    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 "${platforms[@]}" $pins \
+    "async-timeout>=4.0.3"
   echo "$pins" >"$wheels/deps/.pins"
 fi
 
@@ -200,6 +222,9 @@ else
   build "$image" "$root/docker"
 fi
 docker tag "$image" proofrace:latest
+# The release's version too: the tag deploy/k8s/base/kustomization.yaml pins.
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/pyproject.toml" | head -n 1)"
+docker tag "$image" "proofrace:$version"
 
 if docker image inspect "$prometheus" >/dev/null 2>&1; then
   step "reusing $prometheus"
@@ -218,7 +243,8 @@ docker tag "$redis" proofrace-redis:latest
 # Earlier builds' tags go: their layers are mostly shared, but each keeps its own app layer.
 for repo in proofrace proofrace-prometheus proofrace-redis; do
   docker image ls --format '{{.Repository}}:{{.Tag}}' "$repo" |
-    grep -v -x -e "$image" -e "$prometheus" -e "$redis" -e "$repo:latest" |
+    grep -v -x -e "$image" -e "$prometheus" -e "$redis" -e "$repo:latest" \
+      -e "proofrace:$version" |
     xargs -r docker rmi >/dev/null 2>&1 || true
 done
 step "images: $image (proofrace:latest), $prometheus (proofrace-prometheus:latest)"
@@ -229,5 +255,5 @@ step "images: $image (proofrace:latest), $prometheus (proofrace-prometheus:lates
 cd "$root"
 step "pytest tests/containers"
 PROOFRACE_IMAGE="$image" PROOFRACE_PROMETHEUS_IMAGE="$prometheus" PROOFRACE_REDIS_IMAGE="$redis" \
-  TESTCONTAINERS_RYUK_DISABLED=true \
+  PROOFRACE_POLICY_VENV="$policy" TESTCONTAINERS_RYUK_DISABLED=true \
   "$py" -m pytest -ra tests/containers "$@"

@@ -21,6 +21,8 @@ def clauses(pigeons: int, holes: int) -> list[list[int]]:
 
 
 def main() -> None:
+    if len(sys.argv) != 3 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 2:
+        sys.exit(f"usage: {sys.argv[0]} PIGEONS OUT_PREFIX  (PIGEONS >= 2; writes .cnf and .smt2)")
     pigeons, prefix = int(sys.argv[1]), sys.argv[2]
     holes = pigeons - 1
     cls = clauses(pigeons, holes)

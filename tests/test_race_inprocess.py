@@ -263,25 +263,33 @@ async def test_attempts_spread_to_the_place_with_most_free_slots() -> None:
     await asyncio.gather(*runs)
 
 
-async def test_an_attempt_queued_for_a_place_that_leaves_is_a_system_error() -> None:
+async def test_an_attempt_queued_for_a_place_that_leaves_waits_for_another() -> None:
     backend = FakeBackend({"z3": Script()})
     pool = Pool()
     place = Place("worker w1", backend, slots=1)
     pool.add(place)
-    first_scope = CancelScope()
+    first_scope, queued_scope = CancelScope(), CancelScope()
     first = asyncio.ensure_future(
         pool.run("z3", PROBLEM, timeout_s=9, scope=first_scope, progress=AttemptProgress("z3"))
     )
     await started(backend, 1)
     queued = asyncio.ensure_future(
-        pool.run("z3", PROBLEM, timeout_s=9, scope=CancelScope(), progress=AttemptProgress("z3"))
+        pool.run("z3", PROBLEM, timeout_s=9, scope=queued_scope, progress=AttemptProgress("z3"))
     )
     await asyncio.sleep(0)
+    assert pool.waiting == 1
+    # Its worker drained: the attempt waits for a place that runs z3 (within its deadline,
+    # which the race enforces), and runs on the one that comes.
     pool.remove(place)
-    result = await queued
-    assert result.outcome is AttemptOutcome.SYSTEM_ERROR
-    assert result.message == "no place runs z3 any more"
-    first_scope.cancel(CancelReason(CancelCause.SHUTDOWN))
+    await asyncio.sleep(0)
+    assert not queued.done() and pool.waiting == 1
+    other = FakeBackend({"z3": Script()})
+    pool.add(Place("worker w2", other, slots=1))
+    await started(other, 1)
+    assert pool.waiting == 0
+    for scope in (first_scope, queued_scope):
+        scope.cancel(CancelReason(CancelCause.SHUTDOWN))
+    assert (await queued).outcome is AttemptOutcome.CANCELLED
     await first
 
 

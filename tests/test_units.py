@@ -29,6 +29,7 @@ from proofrace.core.model import (
     Conflict,
     Format,
     Grounds,
+    Stop,
     Strategy,
     Verdict,
 )
@@ -290,6 +291,29 @@ def test_no_answer_gives_unknown_and_only_errors_give_an_error() -> None:
     decision = errors.decide(None)
     assert decision.verdict is Verdict.ERROR
     assert decision.error is not None and decision.error.message == "a: bad token"
+
+
+def test_the_winner_is_the_first_to_answer_not_the_first_recorded() -> None:
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    assert judge.record(result("late", *PROVED))
+    # Recorded second, though it answered first: it finished on its own, before any signal.
+    judge.record(result("early", *PROVED))
+    judge.prefer_earliest({"late": 2_000_000, "early": 1_000_000})
+    assert judge.decide(None).winner == "early"
+
+
+def test_attempts_stopped_by_their_places_shutdown_end_cancelled_never_an_empty_error() -> None:
+    shutdown = CancelReason(CancelCause.SHUTDOWN, "worker w1 is shutting down")
+    stop = Stop(shutdown, latency_ns=1000, escalated=False)
+    judge = Judge(Strategy.FIRST_WINS, quorum=2)
+    judge.record(AttemptResult("z3", AttemptOutcome.CANCELLED, stop=stop))
+    judge.record(AttemptResult("cvc5", AttemptOutcome.PROVER_ERROR))
+    decision = judge.decide(None)
+    assert (decision.verdict, decision.cancel_reason) == (Verdict.CANCELLED, shutdown)
+    errors = Judge(Strategy.FIRST_WINS, quorum=2)
+    errors.record(AttemptResult("cvc5", AttemptOutcome.PROVER_ERROR))
+    error = errors.decide(None).error
+    assert error is not None and error.message == "cvc5: proverError, with no message"
 
 
 # --- registry and settings -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 from collections.abc import Iterator
@@ -58,6 +59,20 @@ def started_on(worker: RunningServer, prover: str) -> int:
         lambda e: e["event"] == "attempt.started" and e["prover"] == prover
     )
     return int(event["pid"])
+
+
+def running_on(workers: list[RunningServer], prover: str) -> RunningServer:
+    """The worker whose log shows `prover` started: each log is awaited in its own thread, since
+    a worker's log may reach the test after the dispatcher's."""
+    pool = concurrent.futures.ThreadPoolExecutor(len(workers))
+    waits = {
+        pool.submit(w.wait_event, 30, event="attempt.started", prover=prover): w for w in workers
+    }
+    done, _ = concurrent.futures.wait(waits, 30, concurrent.futures.FIRST_COMPLETED)
+    pool.shutdown(wait=False)
+    found = [waits[f] for f in done if f.exception() is None]
+    assert found, f"{prover} started on no worker"
+    return found[0]
 
 
 def placed(
@@ -174,14 +189,87 @@ def test_sigterm_drains_a_worker(tmp_path: Path, run) -> None:
                 await job.status()
                 pid = started_on(worker, "cadical")
                 worker.process.send_signal(signal.SIGTERM)
-                return pid, await job.result()
+                # The run the drain ended is reported; the attempt then waits for a place.
+                withdrawn = dispatcher.wait_event(event="attempt.preempted", reason="shutdown")
+                waiting = dispatcher.metric("proofrace_attempts_waiting")
+                # The dispatcher stops too before any worker comes back.
+                dispatcher.process.send_signal(signal.SIGTERM)
+                return pid, withdrawn, waiting, await job.result()
 
-        pid, outcome = run(scenario())
+        pid, withdrawn, waiting, outcome = run(scenario())
+        assert withdrawn["worker"] == "w1" and withdrawn["message"] == "worker w1 is shutting down"
+        assert waiting == 1
+        assert worker.stop() == 0 and dispatcher.stop() == 0
+        assert wait_gone([pid]) == []
+        # Never an error without a message: a cancel with cause `shutdown`.
         (attempt,) = outcome.attempts
         assert attempt.outcome is AttemptOutcome.CANCELLED
         assert attempt.stop is not None and attempt.stop.reason.cause is CancelCause.SHUTDOWN
-        assert worker.stop() == 0
-        assert wait_gone([pid]) == []
+        assert outcome.verdict is Verdict.CANCELLED and outcome.cancel_reason is not None
+        assert outcome.cancel_reason.cause is CancelCause.SHUTDOWN
+        # A drain is planned: logged at info, and it leaves no `connected` series behind.
+        drained = dispatcher.wait_event(event="worker.drained", name="w1")
+        assert drained["level"] == "info"
+        assert dispatcher.events(event="worker.lost") == []
+
+
+def test_a_draining_worker_hands_its_attempt_to_another(two_workers, run) -> None:
+    dispatcher, (w1, w2) = two_workers
+
+    async def scenario():
+        async with Client.connect(dispatcher.address) as client:
+            job = await client.solve(HARD, provers=["cadical"], time_limit=120)
+            await job.status()
+            first = dispatcher.wait_event(event="attempt.started", prover="cadical")
+            leaving = running_on([w1, w2], "cadical")
+            staying = w2 if leaving is w1 else w1
+            leaving.process.send_signal(signal.SIGTERM)
+            # It starts over on the other worker, and runs there until cancelled.
+            moved = staying.wait_event(event="attempt.started", prover="cadical")
+            await job.cancel("seen it move")
+            return leaving, first, moved, await job.result()
+
+    leaving, first, moved, outcome = run(scenario())
+    assert leaving.stop() == 0
+    assert first["attempt"] == moved["attempt"]
+    (attempt,) = outcome.attempts
+    assert attempt.outcome is AttemptOutcome.CANCELLED
+    assert attempt.stop is not None and attempt.stop.reason.cause is CancelCause.CLIENT
+    assert attempt.worker == ("w2" if leaving is w1 else "w1")
+    # The run that the drain ended is reported for what it was.
+    withdrawn = dispatcher.wait_event(event="attempt.preempted", reason="shutdown")
+    assert withdrawn["worker"] == ("w1" if leaving is w1 else "w2")
+
+
+def test_workers_learn_the_real_reason_and_lost_ones_stay_visible(two_workers, run) -> None:
+    dispatcher, (w1, w2) = two_workers
+
+    async def scenario():
+        async with Client.connect(dispatcher.address) as client:
+            # `think` never answers; `liar` answers at once: think is preempted by liar.
+            job = await client.solve(EASY, provers=["think", "liar"])
+            preempted = await job.result()
+            job = await client.solve(HARD, provers=["cadical"], time_limit=3)
+            return preempted, await job.result()
+
+    preempted, timed_out = run(scenario())
+    assert preempted.winner == "liar"
+    (thinker,) = [w for w in (w1, w2) if w.events(event="attempt.reaped", prover="think")]
+    event = thinker.wait_event(event="attempt.preempted", prover="think")
+    assert (event["reason"], event["message"]) == ("preempted", "preempted by liar")
+    assert event["worker"] == ("w1" if thinker is w1 else "w2")  # every line names the worker
+    assert thinker.metric("proofrace_preemption_latency_seconds_count", reason="preempted") == 1
+    assert thinker.metric("proofrace_preemption_latency_seconds_count", reason="client") == 0
+    assert timed_out.verdict is Verdict.TIMEOUT
+    (ran,) = [w for w in (w1, w2) if w.events(event="attempt.reaped", prover="cadical")]
+    assert ran.wait_event(event="attempt.preempted", prover="cadical")["reason"] == "timeout"
+    # Workers are named in the dispatcher's metrics; a lost one reads 0 under its name.
+    assert dispatcher.metric("proofrace_worker_connected", worker="w1") == 1
+    w2.process.send_signal(signal.SIGKILL)
+    lost = dispatcher.wait_event(event="worker.lost", name="w2")
+    assert lost["level"] == "warning"
+    assert dispatcher.metric("proofrace_worker_connected", worker="w2") == 0
+    assert dispatcher.metric("proofrace_worker_departures_total", worker="w2", how="lost") == 1
 
 
 def test_a_dispatcher_dials_the_workers_in_its_configuration(tmp_path: Path, run) -> None:

@@ -74,9 +74,12 @@ class Client:
         goal_id: str = "",
         confirm: bool = False,
         cache: CachePolicy = CachePolicy.USE,
+        wait_for_capacity: float = 0.0,
     ) -> Job:
         """Start a solve; `time_limit` is in seconds (None: the server's default); `cache`
         says whether the server's verdict cache may answer, or must be bypassed or refreshed.
+        `wait_for_capacity`: while no prover for it is available yet (workers still starting),
+        the server waits up to this many seconds for one instead of answering at once.
 
         Returns at once, without a round trip: the job holds the pipelined token, so a cancel
         can leave before the server has even answered `solve`.
@@ -92,6 +95,7 @@ class Client:
             timeout_ms=round(time_limit * 1000) if time_limit else 0,
             confirm=confirm,
             cache=cache,
+            wait_for_capacity_ms=round(wait_for_capacity * 1000),
         )
         call = self._dispatcher.solve_request()
         convert.write_request(call.init("request"), request)

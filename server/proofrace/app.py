@@ -57,6 +57,7 @@ async def _serve(settings: Settings) -> None:
         pool = Pool(known=rt.registry.info())
         if settings.local_slots != 0:
             pool.add(Place("local", rt.local_backend(), settings.local_slots))
+        rt.metrics.watch_slots(pool)
         workers = WorkerDirectory(
             pool,
             settings.grace_s,
@@ -67,6 +68,7 @@ async def _serve(settings: Settings) -> None:
                 max_slots=settings.max_worker_slots,
                 output_tail_bytes=settings.output_tail_bytes,
             ),
+            on_change=rt.metrics.worker_changed,
         )
         cache_telemetry = CacheTelemetry(rt.metrics)
         cache = await open_cache(settings, cache_telemetry)
@@ -104,6 +106,12 @@ async def _serve(settings: Settings) -> None:
                 metrics_port=metrics_port,
                 provers=[i.name for i in rt.registry.info() if i.available],
                 pid=os.getpid(),
+                # How callers are let in; /metrics and /healthz stay plain HTTP either way.
+                tls=bool(settings.tls_cert),
+                mutual_tls=bool(settings.tls_client_ca),
+                login=bool(roles.client_secret),
+                worker_login=bool(roles.worker_secret or roles.worker_ou),
+                insecure_tcp=settings.insecure_tcp,
             )
             await rt.stop.wait()
             _log.info("server.stopping", in_flight=service.in_flight)

@@ -8,12 +8,15 @@ On SIGTERM it drains: every attempt is stopped and reaped and its answer sent, t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
 import socket
 import ssl
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import capnp
@@ -29,14 +32,17 @@ from proofrace.runtime import client_tls, runtime
 from proofrace.wire.capabilities import ConnectionLimits, LoginGuard
 from proofrace.wire.connection import Connection
 from proofrace.wire.connection import dial as open_socket
-from proofrace.wire.promises import first_of
+from proofrace.wire.promises import call_task, first_of
 from proofrace.wire.reconnect import reconnecting
 from proofrace.wire.remote import WorkerInfo, write_worker_info
 from proofrace.wire.throttle import LoginThrottle
 from proofrace.wire.worker_server import WorkerGateServer, WorkerServer
 
 _log = structlog.get_logger("proofrace.worker")
-_SHUTDOWN = CancelReason(CancelCause.SHUTDOWN, "the worker is shutting down")
+
+
+def shutdown_reason(name: str) -> CancelReason:
+    return CancelReason(CancelCause.SHUTDOWN, f"worker {name} is shutting down")
 
 
 async def work(settings: Settings) -> None:
@@ -47,12 +53,16 @@ async def work(settings: Settings) -> None:
 
 
 async def _work(settings: Settings) -> None:
-    async with runtime(settings, {"version": __version__, "role": "worker"}) as rt:
-        slots = settings.slots or os.cpu_count() or 1
+    name = settings.name or socket.gethostname()
+    info_labels = {"version": __version__, "role": "worker", "name": name}
+    async with runtime(settings, info_labels) as rt:
+        slots = settings.slots or available_cpus()
         # The worker's own pool keeps it to its advertised slots whoever asks.
         pool = Pool()
         pool.add(Place("local", rt.local_backend(), slots))
-        info = WorkerInfo(settings.name or socket.gethostname(), tuple(rt.registry.info()), slots)
+        rt.metrics.watch_slots(pool)
+        info = WorkerInfo(name, tuple(rt.registry.info()), slots)
+        shutdown = shutdown_reason(name)
         telemetry = Telemetry(rt.metrics)
         servers: weakref.WeakSet[WorkerServer] = weakref.WeakSet()
 
@@ -100,13 +110,20 @@ async def _work(settings: Settings) -> None:
                 metrics_port=metrics_port,
                 provers=[i.name for i in info.provers if i.available],
                 pid=os.getpid(),
+                # How it reaches its dispatcher.
+                tls=bool(settings.dispatcher_ca),
+                login=bool(settings.worker_credential()),
             )
             await rt.stop.wait()
             _log.info("worker.stopping")
         finally:
             rt.stop.set()
-            await asyncio.gather(*(s.drain(_SHUTDOWN) for s in servers), return_exceptions=True)
+            # Nothing new starts here; then each dispatcher is told we leave (it sends no more
+            # and moves what ran here elsewhere) before the running attempts are stopped.
+            for server in servers:
+                server.refuse_new(shutdown)
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(s.drain(shutdown) for s in servers), return_exceptions=True)
             await listener.stop_accepting()
 
 
@@ -176,16 +193,55 @@ async def _registered(
         if response._has("refused"):
             raise LoginRefused(f"registration refused: {response.refused.message}")
         registration = response.registration
+        del response  # it holds the registration too: dropping `registration` must release it
         _log.info("worker.registered", dispatcher=address, name=info.name)
         await first_of(client.on_disconnect(), stop)
         if stop.is_set():
-            await server.drain(_SHUTDOWN)  # the answers go out while the connection lives
+            # Withdraw first, so the dispatcher files this as a drain, not a loss; then stop
+            # the attempts while the connection lives, so their answers reach it.
+            del registration
+            await _withdrawn(client.bootstrap())
+            _log.info("worker.withdrawn", dispatcher=address)
+            await server.drain(shutdown_reason(info.name))
         else:
             _log.warning("worker.dispatcher_lost", dispatcher=address)
-        del registration
+            del registration
     finally:
         connection.mark_closed()  # stops whatever this dispatcher still had running here
         client.close()
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: those it may run on, capped by its cgroup's CPU quota (a
+    container's `--cpus`, a pod's CPU limit), which os.cpu_count() does not see."""
+    count = len(os.sched_getaffinity(0))
+    quota = period = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        if (cgroup / "cpu.max").exists():  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+            text, period_text = (cgroup / "cpu.max").read_text().split()
+            if text != "max":
+                quota, period = float(text), float(period_text)
+        else:  # cgroup v1
+            for folder in ("cpu", "cpu,cpuacct"):
+                if (cgroup / folder / "cpu.cfs_quota_us").exists():
+                    quota = float((cgroup / folder / "cpu.cfs_quota_us").read_text())
+                    period = float((cgroup / folder / "cpu.cfs_period_us").read_text())
+                    break
+    if quota > 0 and period > 0:
+        count = min(count, max(1, math.ceil(quota / period)))
+    return max(1, count)
+
+
+async def _withdrawn(bootstrap: Any) -> None:
+    """Until the dispatcher has processed the release of our registration. A release leaves on
+    a later turn of the event loop than the call that follows it, so the first round trip may
+    overtake it; the second cannot. A `ping` on the bootstrap capability is a round trip
+    whatever it is (a bare Gate answers it as unimplemented, counting no failed login);
+    bounded, since the dispatcher may be gone meanwhile."""
+    dispatcher = bootstrap.cast_as(schema.load().Dispatcher)
+    for _ in range(2):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(call_task(dispatcher.ping()), 5.0)
 
 
 async def hub_of(bootstrap: Any, credential: str | None) -> Any:

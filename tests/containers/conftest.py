@@ -3,8 +3,9 @@
 They need a running engine and the images that scripts/containers.sh builds, so they run when
 named on the command line (`pytest tests/containers`, which scripts/containers.sh does), and a
 plain `pytest` over the whole suite leaves them out. test_manifests.py needs no engine and is
-always collected. Docker's and testcontainers' modules are imported only by the engine tests,
-so that the rest of the suite collects without them.
+always collected; test_manifest_policy.py needs no engine but the checkers that
+scripts/containers.sh installs. Docker's and testcontainers' modules are imported only by
+the engine tests, so that the rest of the suite collects without them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from .nodes import Cluster, Node
 
 HERE = Path(__file__).resolve().parent
-NEEDS_NO_ENGINE = {"test_manifests.py"}
+# Always collected: it needs nothing beyond the package and PyYAML.
+ALWAYS = {"test_manifests.py"}
+# Need no engine either, but tools that scripts/containers.sh installs.
+NEEDS_NO_ENGINE = {*ALWAYS, "test_manifest_policy.py"}
 
 
 def _named(config: pytest.Config) -> bool:
@@ -37,7 +41,7 @@ def _named(config: pytest.Config) -> bool:
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     name = collection_path.name
-    if name.startswith("test_") and name.endswith(".py") and name not in NEEDS_NO_ENGINE:
+    if name.startswith("test_") and name.endswith(".py") and name not in ALWAYS:
         return None if _named(config) else True
     return None
 

@@ -134,11 +134,17 @@ def test_docker_kill_of_a_worker_mid_race_still_ends_the_race(tmp_path: Path, ru
         # The race goes on without the lost worker and ends on the survivor's answer.
         assert by_prover["cadical"].outcome is AttemptOutcome.SYSTEM_ERROR
         assert f"worker {lost.name} lost" in by_prover["cadical"].message
+        assert by_prover["cadical"].worker == lost.name
+        # It ran until the loss was noticed: its elapsed time says so, not zero.
+        assert by_prover["cadical"].elapsed_ns > 0
         assert by_prover["minisat"].outcome is AttemptOutcome.PROVED
         assert outcome.verdict is Verdict.PROVED and outcome.winner == "minisat"
         lost_event = dispatcher.wait_for("worker.lost")[0]
         assert lost_event["name"] == lost.name
         assert dispatcher.metric("proofrace_workers") == 1
+        # Still visible under its name: an alert on `proofrace_worker_connected == 0` fires.
+        assert dispatcher.metric("proofrace_worker_connected", worker=lost.name) == 0
+        assert dispatcher.metric("proofrace_worker_connected", worker=survivor.name) == 1
         assert lost.state()["Running"] is False
         assert survivor.provers() == []
 
@@ -176,11 +182,14 @@ def test_sigterm_to_the_dispatcher_leaves_no_prover_in_any_container(run) -> Non
         dispatcher.wait_for("server.stopped")
         for worker in workers:
             assert worker.provers() == []
-            # The dispatcher stopped them itself while draining (a worker files that under
-            # `client`, its caller); they were not left to the connection dropping.
+            # The dispatcher stopped them itself while draining, and told each worker why;
+            # they were not left to the connection dropping.
             (event,) = worker.wait_for("attempt.preempted")
-            assert event["reason"] == "client", event
-            assert worker.metric("proofrace_preemption_latency_seconds_count", reason="client") == 1
+            assert event["reason"] == "shutdown", event
+            assert event["message"] == "the server is shutting down"
+            assert (
+                worker.metric("proofrace_preemption_latency_seconds_count", reason="shutdown") == 1
+            )
             # The worker lives on and waits for a dispatcher to come back.
             worker.wait_for("worker.dispatcher_lost")
             assert worker.state()["Running"] is True

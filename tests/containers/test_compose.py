@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import signal
+import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-import docker
 from proofrace.client import Client, Verdict
 from tests.support.server import EventLog
 
+from .compose import Compose
 from .nodes import (
-    IMAGE,
-    PROMETHEUS_IMAGE,
     PROVER_COMMANDS,
     REPO,
     follow_logs,
@@ -32,46 +31,12 @@ WORKERS = 3
 HARD = (REPO / "samples" / "pigeonhole-12.cnf").read_text()
 
 
-class Compose:
-    def __init__(self) -> None:
-        self.project = f"proofrace-test-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            **os.environ,
-            "PROOFRACE_IMAGE": IMAGE,
-            "PROOFRACE_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
-            # Port 0: Docker picks free loopback ports, so a running deployment is no obstacle.
-            "PROOFRACE_BIND": "127.0.0.1",
-            "PROOFRACE_RPC_PORT": "0",
-            "PROOFRACE_METRICS_PORT": "0",
-            "PROOFRACE_PROMETHEUS_PORT": "0",
-            "PROOFRACE_WORKER_SECRET": "the compose test's worker credential",
-        }
-
-    def __call__(self, *args: str, timeout: float = 120) -> str:
-        command = ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "-p", self.project]
-        done = subprocess.run(
-            [*command, *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        assert done.returncode == 0, f"docker-compose {' '.join(args)}: {done.stderr[-2000:]}"
-        return done.stdout
-
-    def address(self, service: str, port: int) -> str:
-        _, _, mapped = self("port", service, str(port)).strip().rpartition(":")
-        return f"127.0.0.1:{mapped}"
-
-    def containers(self, service: str) -> list[docker.models.containers.Container]:
-        labels = [
-            f"com.docker.compose.project={self.project}",
-            f"com.docker.compose.service={service}",
-        ]
-        return docker.from_env().containers.list(all=True, filters={"label": labels})
-
-
 @pytest.fixture(scope="module")
 def compose() -> Iterator[Compose]:
-    deployment = Compose()
+    # The count the docs say to set for good (a `--scale` would last until the next `up`).
+    deployment = Compose(env={"PROOFRACE_WORKERS": str(WORKERS)})
     try:
-        deployment("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
+        deployment("up", "-d", "--no-build")
         yield deployment
     finally:
         deployment("down", "--volumes", "--timeout", "30")
@@ -162,6 +127,62 @@ def test_every_container_reports_healthy(compose) -> None:
     for service in ("dispatcher", "worker", "prometheus"):
         for container in compose.containers(service):
             wait_healthy(container)
+
+
+def test_up_again_keeps_the_count_and_each_worker_runs_one_attempt_per_cpu(compose) -> None:
+    compose("up", "-d", "--no-build")
+    assert len([w for w in compose.containers("worker") if w.status == "running"]) == WORKERS
+    (dispatcher,) = compose.containers("dispatcher")
+    log, stream = follow_logs(dispatcher, "dispatcher")
+    try:
+        registered = log.wait_for(lambda e: e["event"] == "worker.registered", WORKERS, 60)
+    finally:
+        stream.close()
+    # Each worker's share is one CPU (its cgroup's quota), so it offers one slot, however
+    # many CPUs the host has: three workers never run more than three provers.
+    assert [e["slots"] for e in registered] == [1] * WORKERS
+
+
+def started_again(container: Any, since: float, timeout: float) -> bool:
+    """Whether Docker starts `container` again after `since` (a time.time()) and within
+    `timeout` (its event stream, awaited; the API takes whole seconds, the events carry
+    nanoseconds)."""
+    events = container.client.events(
+        decode=True, since=int(since), until=int(time.time() + timeout) + 1,
+        filters={"container": container.id, "event": "start"},
+    )  # fmt: skip
+    try:
+        return any(event["timeNano"] > since * 1e9 for event in events)
+    finally:
+        events.close()
+
+
+def test_a_worker_whose_process_dies_comes_back_one_docker_killed_stays_down(compose) -> None:
+    (dispatcher,) = compose.containers("dispatcher")
+    log, stream = follow_logs(dispatcher, "dispatcher")
+    try:
+        before = len(log.wait_for(lambda e: e["event"] == "worker.registered", WORKERS, 60))
+        worker = compose.containers("worker")[0]
+        # Its process dies (as in a crash or an OOM kill): `restart: unless-stopped` applies.
+        top = worker.top(ps_args="-o pid,comm")
+        (pid,) = [int(p) for p, command in top["Processes"] if command == "proofrace"]
+        since = time.time()
+        os.kill(pid, signal.SIGKILL)
+        assert started_again(worker, since, timeout=60)
+        log.wait_for(lambda e: e["event"] == "worker.registered", before + 1, 60)
+        worker.reload()
+        assert worker.attrs["RestartCount"] == 1
+        # `docker kill` counts as stopping it by hand: Docker leaves it down, at 137.
+        since = time.time()
+        worker.kill()
+        assert not started_again(worker, since, timeout=5)
+        worker.reload()
+        assert (worker.status, worker.attrs["State"]["ExitCode"]) == ("exited", 137)
+        # The documented way back.
+        compose("up", "-d", "--no-build")
+        log.wait_for(lambda e: e["event"] == "worker.registered", before + 2, 60)
+    finally:
+        stream.close()
 
 
 def test_docker_compose_stop_drains_every_container(compose) -> None:

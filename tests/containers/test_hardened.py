@@ -1,15 +1,18 @@
 """The hardened setup of docs/deploy.md in containers: a dispatcher that speaks only TLS and
-requires a login, and workers that reach it with the CA and the secret mounted as files."""
+requires a login, and workers that reach it with the CA and the secret mounted as files; then
+the same through docker-compose.hardened.yml, with material made by deploy/make-secrets.sh."""
 
 from __future__ import annotations
 
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 from proofrace.client import AttemptOutcome, Client, Strategy, Verdict
 
-from .nodes import REPO, cluster
+from .compose import Compose
+from .nodes import REPO, cluster, follow_logs, http_get
 
 SECRET = "a login secret for the container test"
 EASY = (REPO / "samples" / "distinct.smt2").read_text()
@@ -69,3 +72,61 @@ def test_workers_join_a_dispatcher_behind_tls_and_a_login(tmp_path: Path, run) -
         assert outcome.verdict is Verdict.PROVED
         assert all(a.outcome is AttemptOutcome.PROVED for a in outcome.attempts)
         assert [len(w.events("attempt.started")) for w in workers] == [1, 1]
+
+
+def make_secrets(folder: Path) -> Path:
+    """The material docs/deploy.md says to make, made the way it says."""
+    subprocess.run([str(REPO / "deploy/make-secrets.sh"), str(folder)], check=True,
+                   capture_output=True)  # fmt: skip
+    return folder
+
+
+def test_the_compose_hardened_override_runs_as_the_docs_say(tmp_path: Path, run) -> None:
+    secrets = make_secrets(tmp_path / "secrets")
+    compose = Compose(
+        "docker-compose.hardened.yml",
+        env={
+            "PROOFRACE_SECRETS": str(secrets),
+            "PROOFRACE_WORKER_SECRET": (secrets / "worker").read_text().strip(),
+        },
+    )
+    compose("up", "-d", "--no-build", "--scale", "prometheus=0")
+    try:
+        (dispatcher,) = compose.containers("dispatcher")
+        log, stream = follow_logs(dispatcher, "dispatcher")
+        ready = log.wait_for(lambda e: e["event"] == "server.ready", 1, 60)[0]
+        # The dispatcher says how callers get in.
+        assert (ready["tls"], ready["login"], ready["insecure_tcp"]) == (True, True, False)
+        log.wait_for(lambda e: e["event"] == "worker.registered", 2, 60)
+        for worker in compose.containers("worker"):
+            worker_log, worker_stream = follow_logs(worker, worker.name)
+            worker_ready = worker_log.wait_for(lambda e: e["event"] == "worker.ready", 1, 30)
+            assert (worker_ready[0]["tls"], worker_ready[0]["login"]) == (True, True)
+            worker_stream.close()
+        address = compose.address("dispatcher", 7340)
+        secret = (secrets / "login").read_text().strip()
+
+        async def solve():
+            tls = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
+            async with Client.connect(address, credential=secret, tls=tls) as client:
+                job = await client.solve(EASY, provers=["z3", "cvc5"], strategy=Strategy.ALL)
+                return await job.result()
+
+        outcome = run(solve())
+        assert outcome.verdict is Verdict.PROVED
+        assert all(a.worker for a in outcome.attempts)  # each names the worker that ran it
+        # The client flags of docs/deploy.md; a plain client is told what is missing.
+        cli = [sys.executable, "-m", "proofrace.cli.main"]
+        flags = ["--tls-ca", str(secrets / "ca.crt"), "--credential-file", str(secrets / "login")]
+        done = subprocess.run([*cli, "provers", "--addr", address, *flags], capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run([*cli, "provers", "--addr", address], capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 76 and "expects TLS" in done.stderr
+        # What stays plain: /metrics and /healthz, HTTP without a login.
+        metrics = compose.address("dispatcher", 7341)
+        assert http_get(f"http://{metrics}/healthz")[0] == 200
+        stream.close()
+    finally:
+        compose("down", "--volumes", "--timeout", "30")

@@ -1,6 +1,9 @@
 """The deployment files agree with the image: the Kubernetes manifests (deploy/k8s) and
 docker-compose.yml parse, name commands and flags the CLI accepts, use settings that exist,
-and use the ports the image exposes for each command. Needs no Docker engine."""
+and use the ports the image exposes for each command. The pods meet the restricted Pod
+Security standard, and the policies around them (network, disruption, autoscaling) point at
+the right pods. Needs no Docker engine; test_manifest_policy.py runs the schema validator and
+the policy scanner on the rendered manifests."""
 
 from __future__ import annotations
 
@@ -12,12 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from proofrace import __version__
 from proofrace.cli.main import build_parser
 from proofrace.config import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
-K8S = REPO / "deploy" / "k8s"
+K8S = REPO / "deploy" / "k8s" / "base"
+HARDENED = REPO / "deploy" / "k8s" / "hardened"
 SETTINGS = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
 HEALTH_PATH = "/healthz"
 
@@ -49,13 +54,21 @@ def command_ports() -> dict[str, dict[str, int]]:
     return ports
 
 
-def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+def manifests(folder: Path = K8S) -> dict[tuple[str, str], dict[str, Any]]:
     found = {}
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document and "metadata" in document:
                 found[(document["kind"], document["metadata"]["name"])] = document
     return found
+
+
+def pod_templates() -> dict[str, dict[str, Any]]:
+    return {
+        name: document["spec"]["template"]
+        for (kind, name), document in manifests().items()
+        if kind == "Deployment"
+    }
 
 
 def check_command(args: list[str]) -> str:
@@ -133,11 +146,135 @@ def test_the_dispatcher_service_reaches_the_dispatcher_and_the_workers_dial_it()
     assert int(port) == service_ports["rpc"]["port"]
 
 
-def test_the_kustomization_lists_every_manifest() -> None:
+def test_the_kustomization_lists_every_manifest_and_pins_the_image() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert [i["name"] for i in kustomization["images"]] == ["proofrace"]
+    (image,) = kustomization["images"]
+    assert image["name"] == "proofrace"
+    # A fixed reference: this release's version, or a digest; never a moving tag.
+    assert image.get("digest", "").startswith("sha256:") or image["newTag"] == __version__
+    (namespace,) = [name for kind, name in manifests() if kind == "Namespace"]
+    assert kustomization["namespace"] == namespace
+
+
+# The restricted Pod Security standard (Kubernetes' pod-security admission), checked field by
+# field: a namespace that enforces it admits these pods.
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                   "persistentVolumeClaim", "projected", "secret", "name"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["proofrace-dispatcher", "proofrace-worker"])
+def test_a_pod_meets_the_restricted_standard(name: str) -> None:
+    pod = pod_templates()[name]["spec"]
+    pod_security = pod["securityContext"]
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert pod["automountServiceAccountToken"] is False
+    for volume in pod["volumes"]:
+        assert set(volume) <= ALLOWED_VOLUMES, volume
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert not security["capabilities"].get("add")
+        assert not security.get("privileged")
+        assert True in (security.get("runAsNonRoot"), pod_security.get("runAsNonRoot"))
+        assert pod_security.get("runAsUser", 1) != 0 and security.get("runAsUser", 1) != 0
+        seccomp = security.get("seccompProfile") or pod_security.get("seccompProfile")
+        assert seccomp == {"type": "RuntimeDefault"}
+        assert not any("hostPort" in port for port in container["ports"])
+        # An image reference without a tag: the kustomization sets the pinned one.
+        assert container["image"] == "proofrace"
+        # Started only once /healthz answers; liveness and readiness wait for it.
+        assert container["startupProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": "metrics"}
+
+
+def test_the_namespace_enforces_restricted_and_no_token_is_mounted() -> None:
+    found = manifests()
+    ((_, name),) = [key for key in found if key[0] == "Namespace"]
+    labels = found[("Namespace", name)]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    accounts = {n: d for (k, n), d in found.items() if k == "ServiceAccount"}
+    for template in pod_templates().values():
+        account = accounts[template["spec"]["serviceAccountName"]]
+        assert account["automountServiceAccountToken"] is False
+
+
+def selects(selector: dict[str, Any], template: dict[str, Any]) -> bool:
+    labels = template["metadata"]["labels"]
+    return bool(selector["matchLabels"].items() <= labels.items())
+
+
+def test_the_network_policy_admits_clients_to_the_dispatcher_and_only_it_to_workers() -> None:
+    found = manifests()
+    policies = [d["spec"] for (k, _), d in found.items() if k == "NetworkPolicy"]
+    templates = pod_templates()
+    # A default deny for the whole namespace.
+    assert any(p["podSelector"] == {} and "ingress" not in p for p in policies)
+
+    def ingress(name: str) -> list[dict[str, Any]]:
+        return [
+            rule
+            for p in policies
+            if p["podSelector"] and selects(p["podSelector"], templates[name])
+            for rule in p.get("ingress", [])
+        ]
+
+    # The dispatcher's RPC port: from any source.
+    assert any(
+        "from" not in rule and {"port": "rpc", "protocol": "TCP"} in rule["ports"]
+        for rule in ingress("proofrace-dispatcher")
+    )
+    # A worker: its RPC port from the dispatcher only, its metrics port from monitoring only.
+    for rule in ingress("proofrace-worker"):
+        assert rule["from"], rule
+        for peer in rule["from"]:
+            if "podSelector" in peer:
+                assert selects(peer["podSelector"], templates["proofrace-dispatcher"])
+            else:
+                assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_workers_have_a_disruption_budget_an_autoscaler_and_spread_out() -> None:
+    found = manifests()
+    worker = pod_templates()["proofrace-worker"]
+    (budget,) = [d for (k, _), d in found.items() if k == "PodDisruptionBudget"]
+    assert selects(budget["spec"]["selector"], worker)
+    assert budget["spec"]["maxUnavailable"] == 1
+    (autoscaler,) = [d for (k, _), d in found.items() if k == "HorizontalPodAutoscaler"]
+    spec = autoscaler["spec"]
+    assert spec["scaleTargetRef"]["name"] == "proofrace-worker"
+    assert 1 <= spec["minReplicas"] <= spec["maxReplicas"]
+    # Scaled on the proofrace metrics that say whether more slots are needed.
+    names = {m.get("pods", m.get("object", {}))["metric"]["name"] for m in spec["metrics"]}
+    assert names == {"proofrace_slot_utilization", "proofrace_attempts_waiting"}
+    spread = worker["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} >= {"kubernetes.io/hostname"}
+    for constraint in spread:
+        assert selects(constraint["labelSelector"], worker)
+
+
+def test_the_hardened_overlay_mounts_what_its_settings_name() -> None:
+    kustomization = yaml.safe_load((HARDENED / "kustomization.yaml").read_text())
+    generated = {s["name"]: s for s in kustomization["secretGenerator"]}
+    keys = {
+        name: {entry.split("=", 1)[0] for entry in secret["files"]}
+        for name, secret in generated.items()
+    }
+    for patch in kustomization["patches"]:
+        document = yaml.safe_load((HARDENED / patch["path"]).read_text())
+        pod = document["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        for variable in container["env"]:
+            assert variable["name"] in SETTINGS, variable["name"]
+            if variable["value"].startswith("/"):
+                folder, _, key = variable["value"].rpartition("/")
+                secret = mounts[folder]
+                assert key in keys[secret["secretName"]], variable
+                # Readable by the pod's group (fsGroup 10001), by nobody else.
+                assert secret["defaultMode"] == 0o440
 
 
 def test_the_compose_file_agrees_with_the_image_and_prometheus() -> None:
@@ -153,7 +290,11 @@ def test_the_compose_file_agrees_with_the_image_and_prometheus() -> None:
         assert published <= set(ports[command].values())
         for variable in service["environment"]:
             assert variable in SETTINGS, variable
-    assert services["worker"]["scale"] == 2
+    # The worker count and CPU share come from variables, so that `up -d` keeps what the
+    # operator set (PROOFRACE_WORKERS) instead of falling back to a number in the file.
+    assert services["worker"]["scale"] == "${PROOFRACE_WORKERS:-2}"
+    assert services["worker"]["cpus"] == "${PROOFRACE_WORKER_CPUS:-1}"
+    assert services["worker"]["environment"]["PROOFRACE_SLOTS"] == "${PROOFRACE_WORKER_SLOTS:-0}"
     assert "ports" not in services["worker"]  # replicas would collide on a host port
     host, port = services["worker"]["environment"]["PROOFRACE_DISPATCHER"].rsplit(":", 1)
     assert host == "dispatcher" and int(port) == ports["serve"]["rpc"]

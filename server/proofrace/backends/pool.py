@@ -1,8 +1,9 @@
 """Spreading attempts over places with slots: this machine, and workers that come and go.
 
 The pool is itself a Backend. Each attempt goes to the place that offers its prover and has
-the most free slots, so a race spreads out; when no place has a free slot the attempt waits
-for one (still cancellable: a cancel while queued ends it before it starts).
+the most free slots, so a race spreads out. When no place has a free slot, or none offers the
+prover any more (its workers drained or were lost), the attempt waits for one: still
+cancellable, and bounded by the race's deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from proofrace.backends.base import Backend, not_started
 from proofrace.core.cancel import CancelScope
-from proofrace.core.model import AttemptOutcome, AttemptResult, Problem, ProverInfo
+from proofrace.core.model import AttemptResult, Problem, ProverInfo
 from proofrace.core.progress import AttemptProgress
 
 
@@ -38,6 +39,16 @@ class Pool:
         self._known = [replace(info, available=False) for info in known or []]
         self._places: list[Place] = []
         self._changed = asyncio.Event()
+        self.waiting = 0  # attempts waiting for a free slot
+
+    @property
+    def slots(self) -> int:
+        """Slots of every place with a limit (for the metrics)."""
+        return sum(p.slots for p in self._places if p.slots >= 0)
+
+    @property
+    def slots_busy(self) -> int:
+        return sum(p.in_use for p in self._places if p.slots >= 0)
 
     def add(self, place: Place) -> None:
         place.refresh()
@@ -48,6 +59,10 @@ class Pool:
         if place in self._places:
             self._places.remove(place)
             self._wake()
+
+    async def changed(self) -> None:
+        """Until a place comes, goes, or frees a slot."""
+        await self._changed.wait()
 
     def catalog(self) -> list[ProverInfo]:
         """Every prover any place knows; available when some place can run it."""
@@ -72,12 +87,8 @@ class Pool:
         progress: AttemptProgress,
     ) -> AttemptResult:
         place = await self._acquire(prover, scope)
-        if place is None:
-            if scope.cancel_called:
-                return not_started(prover, scope)
-            return AttemptResult(
-                prover, AttemptOutcome.SYSTEM_ERROR, message=f"no place runs {prover} any more"
-            )
+        if place is None:  # cancelled while it waited
+            return not_started(prover, scope)
         try:
             return await place.backend.run(
                 prover, problem, timeout_s=timeout_s, scope=scope, progress=progress
@@ -92,14 +103,18 @@ class Pool:
         try:
             while not scope.cancel_called:
                 offering = [p for p in self._places if prover in p.provers]
-                if not offering:
-                    return None
-                best = max(offering, key=lambda p: p.free)
-                if best.free > 0:
+                best = max(offering, key=lambda p: p.free) if offering else None
+                if best is not None and best.free > 0:
                     best.in_use += 1
                     return best
+                # No free slot, or no place offers it any more (its workers drained or were
+                # lost; a race only starts with provers some place offered): wait for one.
                 changed = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait({changed, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                self.waiting += 1
+                try:
+                    await asyncio.wait({changed, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self.waiting -= 1
             return None
         finally:
             cancelled.cancel()

@@ -9,6 +9,13 @@ from proofrace import __version__
 from proofrace.cli import cache as cache_cli
 from proofrace.cli import connect
 
+EXIT_CODES = """exit codes:
+  0 decided (proved or refuted)   1 undecided (unknown, timeout)   2 an error verdict
+  130 cancelled                   64 malformed address or flag     66 unreadable file
+  68 unknown host                 69 nothing answers, or the connection was lost
+  70 internal fault               76 TLS mismatch or untrusted certificate
+  77 login required or refused"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -60,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-format", choices=["auto", "json", "console"])
     worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
-    solve = commands.add_parser("solve", help="solve a problem file on a running service")
+    solve = commands.add_parser(
+        "solve",
+        help="solve a problem file on a running service",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     solve.add_argument("file", help="problem file (SMT-LIB2, DIMACS or TPTP); - for stdin")
     connect.add_arguments(solve)
     solve.add_argument("--prover", action="append", default=[], help="repeatable; default: all")
@@ -78,9 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["use", "certifiedOnly", "bypass", "refresh"],
         help="what the server's verdict cache may do (default: use)",
     )
+    solve.add_argument(
+        "--wait-for-capacity",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="while no worker runs a prover for it yet, wait up to this long (default: 0)",
+    )
     solve.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    provers = commands.add_parser("provers", help="list the provers a service knows")
+    provers = commands.add_parser(
+        "provers",
+        help="list the provers a service knows",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     connect.add_arguments(provers)
 
     cache = commands.add_parser("cache", help="inspect or invalidate the verdict cache")
@@ -90,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # never a traceback for the user; the one line says what
+        from proofrace.cli.errors import EXIT_SOFTWARE
+
+        text = (str(error).strip().splitlines() or [""])[0]
+        print(f"proofrace {args.command}: internal error: {type(error).__name__}: {text}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_SOFTWARE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command in ("serve", "worker"):
         from proofrace.cli.serve import run_serve
 

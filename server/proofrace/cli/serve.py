@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
+
+import structlog
 
 from proofrace import app, runtime, worker_app
 from proofrace.backends.registry import RegistryError
@@ -37,6 +40,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"proofrace {args.command}: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)  # type: ignore[arg-type]
+    if worker:
+        # Every line a worker logs names it, as the dispatcher's logs and metrics do.
+        structlog.contextvars.bind_contextvars(worker=settings.name or socket.gethostname())
     try:
         runtime.run(worker_app.work(settings) if worker else app.serve(settings))
     except (RegistryError, OSError) as error:

@@ -16,7 +16,8 @@ from typing import Any, TextIO
 import capnp
 
 from proofrace.cli import connect
-from proofrace.client import Client, ConnectError, Job
+from proofrace.cli.errors import EXIT_NOINPUT, Failure, lost
+from proofrace.client import Job
 from proofrace.core.model import (
     AttemptResult,
     CachePolicy,
@@ -36,20 +37,19 @@ def run_solve(args: argparse.Namespace) -> int:
     try:
         content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as error:
-        print(f"proofrace solve: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        print(f"proofrace solve: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return EXIT_NOINPUT
     try:
         code: int = asyncio.run(capnp.run(_solve(args, content)))
-    except (OSError, ConnectError) as error:
-        print(f"proofrace solve: cannot reach {args.addr}: {error}", file=sys.stderr)
-        return EXIT_ERROR
+    except Failure as failure:
+        print(f"proofrace solve: {failure.message}", file=sys.stderr)
+        return failure.code
     return code
 
 
 async def _solve(args: argparse.Namespace, content: bytes) -> int:
-    async with Client.connect(
-        args.addr, credential=connect.credential(args), tls=connect.tls(args)
-    ) as client:
+    client = await connect.connect(args)
+    try:
         job = await client.solve(
             content,
             provers=args.prover,
@@ -60,11 +60,16 @@ async def _solve(args: argparse.Namespace, content: bytes) -> int:
             goal_id=args.goal_id,
             confirm=args.confirm,
             cache=CachePolicy(args.cache),
+            wait_for_capacity=args.wait_for_capacity,
         )
         display = _Display(sys.stderr, live=sys.stderr.isatty() and not args.json)
         await _follow(job, display)
         outcome = await job.result()
         display.clear()
+    except Exception as error:
+        raise lost(error, args.addr) from None
+    finally:
+        await client.close()
     if args.json:
         print(json.dumps(_jsonable(outcome), indent=2))
     else:

@@ -142,6 +142,7 @@ class AttemptResult:
     output_tail: str = ""
     output_bytes: int = 0
     grounds: Grounds = Grounds.NONE
+    worker: str = ""  # the remote worker that ran it; empty when this server did
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,8 @@ class SolveRequest:
     timeout_ms: int = 0
     confirm: bool = False  # a decisive answer must be certified or confirmed before it counts
     cache: CachePolicy = CachePolicy.USE
+    # With no prover available yet (workers still starting), wait up to this long for one.
+    wait_for_capacity_ms: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ class AttemptProgress:
     state: AttemptState = AttemptState.STARTING
     created_ns: int = field(default_factory=time.monotonic_ns)
     finished_ns: int | None = None
+    started_ns: int | None = None  # when its process started (as seen here)
     pid: int | None = None
     outcome: AttemptOutcome | None = None
     output_bytes: Callable[[], int] = lambda: 0
 
     def started(self, pid: int) -> None:
+        self.started_ns = time.monotonic_ns()
         self.pid = pid
         self.state = AttemptState.RUNNING
         self.on_started(pid)

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+class Slots(Protocol):
+    """What the slot gauges read, at each scrape (a Pool)."""
+
+    @property
+    def slots(self) -> int: ...
+
+    @property
+    def slots_busy(self) -> int: ...
+
+    waiting: int
+
 
 # 100 µs to 10 s: preempting a prover costs from a fraction of a millisecond (minisat) to
 # several (eprover); a stuck one is bounded by the SIGKILL grace period.
@@ -119,3 +135,41 @@ class Metrics:
             "Solves that joined an identical race already running",
             registry=r,
         )
+        # Remote workers by name, on the dispatcher: 1 while registered, 0 once lost (a worker
+        # that drained on purpose leaves no series behind), and how each one left.
+        self.worker_connected = Gauge(
+            "proofrace_worker_connected",
+            "1 while the named worker is registered; 0 after it was lost without a drain",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_departures = Counter(
+            "proofrace_worker_departures",
+            "Workers that left, by name and how: drained (on purpose) or lost",
+            ["worker", "how"],
+            registry=r,
+        )
+        # Capacity, for autoscaling: slots offered, slots in use, attempts queued for one.
+        self.slots = Gauge("proofrace_slots", "Attempt slots offered (with a limit)", registry=r)
+        self.slots_busy = Gauge("proofrace_slots_busy", "Attempt slots in use", registry=r)
+        self.attempts_waiting = Gauge(
+            "proofrace_attempts_waiting", "Attempts waiting for a free slot", registry=r
+        )
+
+    def worker_changed(self, name: str, change: str) -> None:
+        """A worker registered, drained or was lost (WorkerDirectory's `on_change`)."""
+        if change == "registered":
+            self.worker_connected.labels(name).set(1)
+            return
+        self.worker_departures.labels(name, change).inc()
+        if change == "lost":
+            self.worker_connected.labels(name).set(0)
+        else:
+            with contextlib.suppress(KeyError):  # never registered under this name
+                self.worker_connected.remove(name)
+
+    def watch_slots(self, pool: Slots) -> None:
+        """Read the slot gauges from `pool` at each scrape."""
+        self.slots.set_function(lambda: pool.slots)
+        self.slots_busy.set_function(lambda: pool.slots_busy)
+        self.attempts_waiting.set_function(lambda: pool.waiting)

@@ -53,6 +53,11 @@ class Telemetry:
             message=outcome.error.message,
         )
 
+    def solve_waiting(self, solve_id: str, goal_id: str, wait_ms: int, why: str) -> None:
+        self._log.info(
+            "solve.waiting", solve_id=solve_id, goal_id=goal_id, wait_ms=wait_ms, why=why
+        )
+
     def attempt_started(self, solve_id: str, attempt: str, prover: str, pid: int) -> None:
         if attempt not in self._started:
             self._started.add(attempt)
@@ -83,6 +88,8 @@ class Telemetry:
 
     def attempt_finished(self, solve_id: str, attempt: str, result: AttemptResult) -> None:
         ids = {"solve_id": solve_id, "attempt": attempt, "prover": result.prover}
+        if result.worker:
+            ids["worker"] = result.worker
         if attempt in self._started:
             self._started.discard(attempt)
             self.metrics.attempts_in_flight.dec()

@@ -94,6 +94,19 @@ def plan(request: SolveRequest, catalog: list[ProverInfo], limits: RaceLimits) -
     )
 
 
+def _none_available(problem_format: Format, catalog: list[ProverInfo]) -> SolveError:
+    known = [i.name for i in catalog if i.default and problem_format in i.formats]
+    if not known:
+        return SolveError(ErrorKind.NO_PROVER, f"no prover known here reads {problem_format.value}")
+    # Known but not running anywhere: a dispatcher whose workers have not registered yet.
+    return SolveError(
+        ErrorKind.PROVER_UNAVAILABLE,
+        f"no prover for {problem_format.value} is available yet ({', '.join(known)} are "
+        "known, but none is installed here and no worker running one has registered; "
+        "workers may still be starting): retry, or let the solve wait for capacity",
+    )
+
+
 def _choose_provers(
     names: tuple[str, ...],
     problem_format: Format,
@@ -117,9 +130,11 @@ def _choose_provers(
         ]
         chosen = tuple(i.name for i in readers if features.handles(i.handles, needs))
         if not chosen:
-            what = f" with {features.describe(needs)}" if readers else ""
+            if not readers:
+                return _none_available(problem_format, catalog)
             return SolveError(
-                ErrorKind.NO_PROVER, f"no installed prover reads {problem_format.value}{what}"
+                ErrorKind.NO_PROVER,
+                f"no installed prover reads {problem_format.value} with {features.describe(needs)}",
             )
         return chosen
     if len(set(names)) != len(names):

@@ -34,6 +34,9 @@ from proofrace.race.events import RaceObserver
 from proofrace.race.plan import Plan
 from proofrace.race.strategy import Judge
 
+# How often one attempt may start over on another place when the one running it drains.
+_MAX_MOVES = 3
+
 
 class Solve(Protocol):
     """What the wire layer holds for each solve, running or refused."""
@@ -68,6 +71,7 @@ class Race:
         self._results: dict[str, AttemptResult] = {}
         self._created_ns = time.monotonic_ns()
         self._end_triggered_ns: int | None = None
+        self._decided_ns = 0  # created to decided
         self._outcome: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
 
     # --- what callers see --------------------------------------------------------------
@@ -134,8 +138,28 @@ class Race:
 
     async def _attempt(self, index: int, prover: str) -> None:
         progress = self._progress[prover]
+        for moves in range(_MAX_MOVES + 1):
+            result = await self._run_once(prover, progress)
+            if not self._withdrawn(result) or moves == _MAX_MOVES:
+                break
+            # Its place shut down under it (a worker draining), not the race: it starts over
+            # on another place, or waits for one to come (the backend queues it). The run that
+            # ended is reported as what it was.
+            self._observer.attempt_finished(self.solve_id, self._attempt_id(index), result)
+        progress.finished(result.outcome)
+        self._results[prover] = result
+        self._observer.attempt_finished(self.solve_id, self._attempt_id(index), result)
+        if self._judge.record(result):
+            now = time.monotonic_ns()
+            self._end_triggered_ns = self._end_triggered_ns or now
+            self._decided_ns = now - self._created_ns
+            self._attempts.cancel(
+                CancelReason(CancelCause.PREEMPTED, f"preempted by {result.prover}"), at_ns=now
+            )
+
+    async def _run_once(self, prover: str, progress: AttemptProgress) -> AttemptResult:
         try:
-            result = await self._backend.run(
+            return await self._backend.run(
                 prover,
                 self._plan.problem,
                 timeout_s=self._plan.timeout_s,
@@ -144,24 +168,33 @@ class Race:
             )
         except Exception as error:  # a bug must not take the other attempts down with it
             self._observer.internal_error(self.solve_id, f"attempt {prover}", error)
-            result = AttemptResult(
+            return AttemptResult(
                 prover,
                 AttemptOutcome.SYSTEM_ERROR,
                 message=f"internal error; the server log has it under solve {self.solve_id}",
             )
-        progress.finished(result.outcome)
-        self._results[prover] = result
-        self._observer.attempt_finished(self.solve_id, self._attempt_id(index), result)
-        if self._judge.record(result):
-            now = time.monotonic_ns()
-            self._end_triggered_ns = self._end_triggered_ns or now
-            self._observer.winner(self.solve_id, result, now - self._created_ns)
-            self._attempts.cancel(
-                CancelReason(CancelCause.PREEMPTED, f"preempted by {result.prover}"), at_ns=now
-            )
+
+    def _withdrawn(self, result: AttemptResult) -> bool:
+        """Stopped because the place running it shut down, while the race itself goes on."""
+        return (
+            result.stop is not None
+            and result.stop.reason.cause is CancelCause.SHUTDOWN
+            and not self._attempts.cancel_called
+        )
 
     def _settle(self) -> None:
         now = time.monotonic_ns()
+        self._judge.prefer_earliest(
+            {
+                prover: progress.started_ns + result.elapsed_ns
+                for prover, result in self._results.items()
+                if (progress := self._progress[prover]).started_ns is not None
+            }
+        )
+        winner = self._judge.winner
+        if winner is not None:
+            # Reported once the winner is final, so the log and wins_total name the same one.
+            self._observer.winner(self.solve_id, winner, self._decided_ns)
         decision = self._judge.decide(self.scope.reason)
         attempts = tuple(
             self._results.get(p)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
 
 from proofrace.backends.base import Backend
 from proofrace.cache.key import CacheKey, Identity, cache_key
@@ -23,6 +25,7 @@ from proofrace.race.events import RaceObserver
 from proofrace.race.plan import Plan, RaceLimits, plan
 from proofrace.race.race import Race, RefusedSolve, Solve
 from proofrace.race.shared import JoinObserver, SharedRace, SharedRaces
+from proofrace.race.waiting import Settled, WaitingSolve, cancelled_outcome
 
 
 class RaceService:
@@ -43,7 +46,7 @@ class RaceService:
         self._backend = backend
         self._observer = observer
         self._limits = limits
-        self._running: dict[Race, asyncio.Task[object]] = {}
+        self._running: dict[Race | WaitingSolve, asyncio.Task[object]] = {}
         self._accepting = True
         self._cache = cache
         self._entry_digest = entry_digest
@@ -78,11 +81,20 @@ class RaceService:
         race, _task = self._launch(solve_id, planned)
         return race
 
-    async def solve(self, request: SolveRequest) -> Solve:
+    async def solve(self, request: SolveRequest, solve_id: str = "") -> Solve:
         """The wire's entry: answer from the verdict cache, else join an identical race
-        already running, else start one. Returns once the solve is under way (or answered)."""
-        solve_id = secrets.token_hex(6)
+        already running, else start one. Returns once the solve is under way (or answered).
+        With no prover available for it yet and `wait_for_capacity_ms` set, it waits for one
+        first (in the background: this returns at once)."""
+        solve_id = solve_id or secrets.token_hex(6)
         planned = self._plan(request)
+        if isinstance(planned, SolveError) and _waits(planned, request):
+            self._observer.solve_waiting(
+                solve_id, request.goal_id, request.wait_for_capacity_ms, planned.message
+            )
+            waiting = WaitingSolve(solve_id, request)
+            self._track(waiting, self._wait_then_solve(waiting))
+            return waiting
         if isinstance(planned, SolveError):
             return self.refuse(request, planned, solve_id)
         identity = self._identity()
@@ -134,10 +146,36 @@ class RaceService:
 
     def _launch(self, solve_id: str, planned: Plan) -> tuple[Race, asyncio.Task[object]]:
         race = Race(solve_id, planned, self._backend, self._observer)
-        task = asyncio.get_running_loop().create_task(race.run(), name=f"race-{solve_id}")
-        self._running[race] = task
-        task.add_done_callback(lambda _task: self._running.pop(race, None))
-        return race, task
+        return race, self._track(race, race.run())
+
+    def _track(
+        self, solve: Race | WaitingSolve, work: Coroutine[Any, Any, object]
+    ) -> asyncio.Task[object]:
+        task = asyncio.get_running_loop().create_task(work, name=f"race-{solve.solve_id}")
+        self._running[solve] = task
+        task.add_done_callback(lambda _task: self._running.pop(solve, None))
+        return task
+
+    async def _wait_then_solve(self, waiting: WaitingSolve) -> object:
+        request = waiting.request
+        # A Pool announces places coming and going; another backend's catalog never changes.
+        changed = getattr(self._backend, "changed", None)
+        ended = await waiting.wait(lambda: self._plan(request), _needs_capacity, changed)
+        if isinstance(ended, CancelReason):
+            self._observer.cancel_requested(waiting.solve_id, ended)
+            waiting.become(Settled(cancelled_outcome(waiting, ended)))
+        elif isinstance(ended, SolveError) and _needs_capacity(ended):
+            waited = f"{ended.message} (waited {request.wait_for_capacity_ms} ms)"
+            waiting.become(self.refuse(request, SolveError(ended.kind, waited), waiting.solve_id))
+        else:
+            # Capacity came (or another answer did): the solve goes the usual way, cache and
+            # shared races included, under the same id.
+            now = replace(request, wait_for_capacity_ms=0)
+            inner = await self.solve(now, solve_id=waiting.solve_id)
+            waiting.become(inner)
+            if waiting.scope.reason is not None:  # cancelled while it was being started
+                inner.cancel(waiting.scope.reason)
+        return None
 
     async def shutdown(self) -> None:
         """Refuse new solves, cancel every race, and return once every attempt is reaped."""
@@ -157,6 +195,14 @@ class _NoJoinObserver:
 
     def race_left(self, solve_id: str, race_id: str, reason: CancelReason) -> None:
         pass
+
+
+def _waits(error: SolveError, request: SolveRequest) -> bool:
+    return _needs_capacity(error) and request.wait_for_capacity_ms > 0
+
+
+def _needs_capacity(planned: Plan | SolveError) -> bool:
+    return isinstance(planned, SolveError) and planned.kind is ErrorKind.PROVER_UNAVAILABLE
 
 
 def overloaded(message: str) -> SolveError:

@@ -25,6 +25,7 @@ When a race stops early:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -92,6 +93,16 @@ class Judge:
                 self.winner = side[0]
         return self.winner is not None
 
+    def prefer_earliest(self, answered_ns: dict[str, int]) -> None:
+        """First wins means first to answer. Results may be recorded in another order than
+        their answers came (a remote answer's trip, a pipe drained later), so once every
+        attempt has ended, the winner is the counting result that answered first."""
+        if self._strategy is not Strategy.FIRST_WINS:
+            return
+        self._answers.sort(key=lambda r: answered_ns.get(r.prover, math.inf))
+        if self.winner is not None:
+            self.winner = self._side(self.winner.answer)[0]
+
     @property
     def disagreement(self) -> bool:
         """Answers that count contradict each other (settled by a certificate or not)."""
@@ -108,6 +119,18 @@ class Judge:
             return Decision(Verdict.CANCELLED, cancel_reason=cancelled)
         if any(r.outcome in _RAN_WITHOUT_ERROR for r in self._results):
             return Decision(Verdict.UNKNOWN)
+        # Attempts stopped by the shutdown of the places running them (workers draining, with
+        # nowhere left to go): the solve was cancelled by that shutdown, not failed.
+        shutdown = next(
+            (
+                r.stop.reason
+                for r in self._results
+                if r.stop is not None and r.stop.reason.cause is CancelCause.SHUTDOWN
+            ),
+            None,
+        )
+        if shutdown is not None:
+            return Decision(Verdict.CANCELLED, cancel_reason=shutdown)
         return Decision(Verdict.ERROR, error=_error_of(self._results))
 
     # --- the rules -----------------------------------------------------------------------
@@ -201,7 +224,16 @@ def _error_of(results: list[AttemptResult]) -> SolveError:
         for r in results:
             if r.outcome is kind_outcome:
                 kind = _ERROR_KIND.get(kind_outcome, ErrorKind.PROVER_ERROR)
-                return SolveError(kind, f"{r.prover}: {r.message}")
+                return SolveError(kind, f"{r.prover}: {_said(r)}")
     first = results[0]
     kind = _ERROR_KIND.get(first.outcome, ErrorKind.PROVER_ERROR)
-    return SolveError(kind, f"{first.prover}: {first.message}")
+    return SolveError(kind, f"{first.prover}: {_said(first)}")
+
+
+def _said(result: AttemptResult) -> str:
+    """What an attempt said, never empty: its message, or else how it ended."""
+    if result.message:
+        return result.message
+    if result.stop is not None:
+        return f"{result.outcome.value}: {result.stop.reason}"
+    return f"{result.outcome.value}, with no message"

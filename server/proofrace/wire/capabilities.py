@@ -133,9 +133,12 @@ class WorkerHubServer(_schema.WorkerHub.Server):  # type: ignore[misc,name-defin
 
     @rpc_method
     async def registerWorker(self, worker: Any, info: Any, _context: Any, **kwargs: Any) -> None:
-        _write_registration(
-            _context.results, self._workers.register(worker, read_worker_info(info))
+        connection = self.connection
+        # Released while its connection lives: the worker withdrew on purpose (a drain).
+        registration = self._workers.register(
+            worker, read_worker_info(info), planned=lambda: not connection.is_closed()
         )
+        _write_registration(_context.results, registration)
 
 
 class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-defined]
@@ -216,9 +219,12 @@ class DispatcherServer(_schema.Dispatcher.Server):  # type: ignore[misc,name-def
             _log.warning("worker.refused", connection=self.connection.id, why="no worker role")
             convert.write_error(_context.results.init("refused"), _FORBIDDEN)
             return
-        _write_registration(
-            _context.results, self._workers.register(worker, read_worker_info(info))
+        connection = self.connection
+        # Released while its connection lives: the worker withdrew on purpose (a drain).
+        registration = self._workers.register(
+            worker, read_worker_info(info), planned=lambda: not connection.is_closed()
         )
+        _write_registration(_context.results, registration)
 
     @rpc_method
     async def ping(self, _context: Any, **kwargs: Any) -> int:

@@ -48,6 +48,7 @@ def read_request(request: Reader) -> SolveRequest:
         timeout_ms=int(request.timeoutMs),
         confirm=bool(request.confirm),
         cache=CachePolicy(str(request.cache)),
+        wait_for_capacity_ms=int(request.waitForCapacityMs),
     )
 
 
@@ -125,6 +126,7 @@ def write_attempt(builder: Builder, attempt: AttemptResult) -> None:
     builder.outputTail = attempt.output_tail
     builder.outputBytes = attempt.output_bytes
     builder.grounds = attempt.grounds.value
+    builder.worker = attempt.worker
 
 
 def write_status(builder: Builder, status: SolveStatus) -> None:
@@ -226,6 +228,7 @@ def read_attempt(reader: Reader) -> AttemptResult:
         output_tail=str(reader.outputTail),
         output_bytes=int(reader.outputBytes),
         grounds=Grounds(str(reader.grounds)),
+        worker=str(reader.worker),
     )
 
 
@@ -275,3 +278,4 @@ def write_request(builder: Builder, request: SolveRequest) -> None:
     builder.timeoutMs = request.timeout_ms
     builder.confirm = request.confirm
     builder.cache = request.cache.value
+    builder.waitForCapacityMs = request.wait_for_capacity_ms

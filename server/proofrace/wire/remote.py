@@ -10,6 +10,7 @@ part (cancellation received to reaped) and sends it along.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 import weakref
@@ -131,6 +132,23 @@ class RemoteWorker:
         self._grace_s = grace_s
         self._confirm_s = confirm_s
         self._tail_bytes = tail_bytes
+        self._telling: set[asyncio.Task[None]] = set()
+
+    def _tell_stop(self, attempt_id: str, reason: CancelReason) -> None:
+        """`Worker.stop`, sent just before the `run` call is cancelled, so that the worker's
+        metrics and logs carry the real reason. A worker without `stop` (an older one) files
+        the stop under `client`; nothing else changes, so its failure is ignored."""
+        request = self._worker.stop_request()
+        request.attemptId = attempt_id
+        convert.write_reason(request.init("reason"), reason)
+
+        async def deliver() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(call_task(request.send()), self._confirm_s)
+
+        task = asyncio.ensure_future(deliver())
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
     def catalog(self) -> list[ProverInfo]:
         return list(self.info.provers)
@@ -141,6 +159,7 @@ class RemoteWorker:
         return replace(
             result,
             prover=prover,
+            worker=self.info.name,
             status=bounded_text(result.status, _STATUS_CHARS),
             message=bounded_text(result.message, _MESSAGE_CHARS),
             output_tail=result.output_tail[-self._tail_bytes :],
@@ -171,9 +190,10 @@ class RemoteWorker:
         started_ns = time.monotonic_ns()
         call = call_task(request.send())
 
-        # Preempt: cancelling the call is what reaches the worker's coroutine. Done in the
-        # scope's callback, so no second task or wait set is needed per attempt.
-        def preempt(_reason: CancelReason) -> None:
+        # Preempt: the worker first learns why, then cancelling the call reaches its coroutine.
+        # Done in the scope's callback, so no second task or wait set is needed per attempt.
+        def preempt(reason: CancelReason) -> None:
+            self._tell_stop(progress.attempt_id, reason)
             call.cancel()
 
         remove = scope.on_cancel(preempt)
@@ -188,7 +208,7 @@ class RemoteWorker:
         finally:
             remove()
         if not call.cancelled():
-            return self._finished(prover, call, ended)
+            return self._finished(prover, call, ended, started_ns)
         progress.stopping()
         assert scope.reason is not None
         trigger = scope.called_ns or time.monotonic_ns()
@@ -206,6 +226,7 @@ class RemoteWorker:
                 AttemptOutcome.SYSTEM_ERROR,
                 message=f"worker {self.info.name} lost: it never confirmed the stop",
                 elapsed_ns=time.monotonic_ns() - started_ns,
+                worker=self.info.name,
             )
         remote = self._own(prover, remote)
         if remote.stop is None:
@@ -221,10 +242,14 @@ class RemoteWorker:
         )
 
     def _finished(
-        self, prover: str, call: asyncio.Future[Any], ended: asyncio.Future[AttemptResult]
+        self,
+        prover: str,
+        call: asyncio.Future[Any],
+        ended: asyncio.Future[AttemptResult],
+        started_ns: int,
     ) -> AttemptResult:
-        if ended.done():
-            return ended.result()  # the same result, already read from the `ended` event
+        if ended.done():  # the same result, already read from the `ended` event
+            return self._own(prover, ended.result())
         try:
             response = call.result()
         except (capnp.KjException, OSError) as error:
@@ -233,16 +258,27 @@ class RemoteWorker:
                 prover,
                 AttemptOutcome.SYSTEM_ERROR,
                 message=f"worker {self.info.name} lost: {first_line[:200]}",
+                # As long as it ran before the loss was noticed, not zero.
+                elapsed_ns=time.monotonic_ns() - started_ns,
+                worker=self.info.name,
             )
         return self._own(prover, convert.read_attempt(response.result))
 
 
 class RegistrationServer(_schema.Registration.Server):  # type: ignore[misc,name-defined]
-    """Held by the worker. When it is released (drain, or the connection closed), the worker
-    leaves the pool; its attempts still in flight then fail as `worker lost`."""
+    """Held by the worker. When it is released, the worker leaves the pool: its attempts in
+    flight run on to their end, and nothing new goes there. Released on its own (a drain: the
+    connection lives on) or with the connection (the worker is lost)."""
 
-    def __init__(self, place: Place, on_leave: Callable[[Place], None]) -> None:
-        weakref.finalize(self, on_leave, place)
+    def __init__(
+        self, place: Place, on_leave: Callable[[Place, Callable[[], bool]], None],
+        planned: Callable[[], bool],
+    ) -> None:  # fmt: skip
+        weakref.finalize(self, on_leave, place, planned)
+
+
+# A worker's comings and goings, for the metrics: (name, "registered" | "drained" | "lost").
+WorkerChange = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -269,16 +305,21 @@ class WorkerDirectory:
         on_count: Callable[[int], None],
         known: list[ProverInfo] | None = None,
         limits: WorkerLimits | None = None,
+        on_change: WorkerChange | None = None,
     ) -> None:
         self._pool = pool
         self._grace_s = grace_s
         self._on_count = on_count
+        self._on_change = on_change or (lambda _name, _change: None)
         self._known = {info.name: info for info in known or []}
         self._limits = limits or WorkerLimits()
         self._count = 0
 
-    def register(self, capability: Any, info: WorkerInfo) -> RegistrationServer | SolveError:
-        """A registration, or the reason the offer is refused."""
+    def register(
+        self, capability: Any, info: WorkerInfo, planned: Callable[[], bool] = lambda: False
+    ) -> RegistrationServer | SolveError:
+        """A registration, or the reason the offer is refused. `planned()`, asked when the
+        worker leaves: whether it left on purpose (a drain)."""
         if self._count >= self._limits.max_workers:
             _log.warning("worker.refused", name=info.name, why="registrations at their limit")
             return SolveError(
@@ -308,6 +349,7 @@ class WorkerDirectory:
         self._pool.add(place)
         self._count += 1
         self._on_count(+1)
+        self._on_change(info.name, "registered")
         _log.info(
             "worker.registered",
             name=info.name,
@@ -315,13 +357,19 @@ class WorkerDirectory:
             provers=[p.name for p in provers],
             ignored=len(offered) - len(provers),  # offered names it does not know: counted only
         )
-        return RegistrationServer(place, self._leave)
+        return RegistrationServer(place, self._leave, planned)
 
-    def _leave(self, place: Place) -> None:
+    def _leave(self, place: Place, planned: Callable[[], bool]) -> None:
         self._pool.remove(place)
         self._count -= 1
         self._on_count(-1)
-        _log.warning("worker.lost", name=place.name.removeprefix("worker "))
+        name = place.name.removeprefix("worker ")
+        if planned():
+            self._on_change(name, "drained")
+            _log.info("worker.drained", name=name)
+        else:
+            self._on_change(name, "lost")
+            _log.warning("worker.lost", name=name)
 
     async def dial(
         self, host: str, port: int, stop: asyncio.Event, dialing: WorkerDialing | None = None
@@ -335,7 +383,7 @@ class WorkerDirectory:
             try:
                 worker = await _worker_of(client.bootstrap(), dialing.credential)
                 info = read_worker_info((await worker.info()).info)
-                registration = self.register(worker, info)
+                registration = self.register(worker, info, planned=stop.is_set)
                 if isinstance(registration, SolveError):
                     raise PermissionError(registration.message)
                 await first_of(client.on_disconnect(), stop)

@@ -62,11 +62,25 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         self._info = info
         self._observer = observer
         self._running: dict[CancelScope, asyncio.Future[AttemptResult]] = {}
+        self._scopes: dict[str, CancelScope] = {}  # by attempt id, for `stop`
         self._reports: set[asyncio.Task[None]] = set()
+        self._closing: CancelReason | None = None
+
+    def refuse_new(self, reason: CancelReason) -> None:
+        """From now on a `run` ends at once, stopped for `reason` (the worker is draining):
+        the dispatcher moves the attempt to another place."""
+        self._closing = reason
 
     @rpc_method
     async def info(self, _context: Any, **kwargs: Any) -> None:
         write_worker_info(_context.results.init("info"), self._info)
+
+    @rpc_method
+    async def stop(self, attemptId: str, reason: Any, _context: Any, **kwargs: Any) -> None:
+        """The dispatcher's reason for the cancellation of a `run` call that follows."""
+        scope = self._scopes.get(str(attemptId))
+        if scope is not None:
+            scope.cancel(convert.read_reason(reason))
 
     @rpc_method
     async def run(self, attempt: Any, events: Any, _context: Any, **kwargs: Any) -> None:
@@ -75,6 +89,8 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         attempt_id = bounded_text(str(attempt.attemptId), _ID_CHARS)
         problem = Problem(bytes(attempt.content), Format(str(attempt.format)))
         scope = CancelScope()
+        if self._closing is not None:
+            scope.cancel(self._closing)
         progress = AttemptProgress(
             prover, attempt_id, on_started=self._started(events, solve_id, attempt_id, prover)
         )
@@ -92,6 +108,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         )
         task.add_done_callback(lambda _task: deadline.cancel())
         self._running[scope] = task
+        self._scopes[attempt_id] = scope
         try:
             result = await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -105,6 +122,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
             raise
         finally:
             self._running.pop(scope, None)
+            self._scopes.pop(attempt_id, None)
             if task.done() and not task.cancelled() and task.exception() is None:
                 self._ended(events, solve_id, attempt_id, task.result())
         convert.write_attempt(_context.results.init("result"), result)
@@ -119,6 +137,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
 
     async def drain(self, reason: CancelReason) -> None:
         """Stop every attempt and return once each is reaped and its answer sent."""
+        self.refuse_new(reason)
         tasks = list(self._running.values())
         self.stop_all(reason)
         await asyncio.gather(*tasks, return_exceptions=True)
