@@ -27,7 +27,9 @@ IMAGE = os.environ.get("PROOFRACE_IMAGE", "proofrace:latest")
 PROMETHEUS_IMAGE = os.environ.get("PROOFRACE_PROMETHEUS_IMAGE", "proofrace-prometheus:latest")
 RPC_PORT, METRICS_PORT, WORKER_METRICS_PORT = 7340, 7341, 7343
 # Executables of the Debian provers in the image, as `ps` names them.
-PROVER_COMMANDS = {"z3", "cvc5", "cadical", "minisat", "eprover", "SPASS"}
+# The provers the image runs, and the sandbox launcher each one starts as (it becomes the prover
+# by exec, so for an instant after `attempt.started` the process is still named for it).
+PROVER_COMMANDS = {"proofrace-jail", "z3", "cvc5", "cadical", "minisat", "eprover", "SPASS"}
 
 Event = dict[str, Any]
 
