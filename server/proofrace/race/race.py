@@ -238,19 +238,12 @@ class _StartedHook:
         self._observer.attempt_started(*self._args, pid)
 
 
-class RefusedSolve:
-    """A request that failed validation: finished from the start, with an error verdict."""
+class Settled:
+    """A solve that ended before any race: its outcome is known from the start."""
 
-    def __init__(self, solve_id: str, request: SolveRequest, error: SolveError) -> None:
-        self.solve_id = solve_id
-        self.result = SolveOutcome(
-            solve_id=solve_id,
-            goal_id=request.goal_id,
-            verdict=Verdict.ERROR,
-            strategy=request.strategy,
-            format=request.format,
-            error=error,
-        )
+    def __init__(self, outcome: SolveOutcome) -> None:
+        self.solve_id = outcome.solve_id
+        self.result = outcome
 
     @property
     def done(self) -> bool:
@@ -260,7 +253,23 @@ class RefusedSolve:
         return False
 
     def status(self) -> SolveStatus:
-        return SolveStatus(self.solve_id, SolveState.FINISHED, None, "", 0, ())
+        return SolveStatus(self.solve_id, SolveState.FINISHED, self.result.cancel_reason, "", 0, ())
 
     async def outcome(self) -> SolveOutcome:
         return self.result
+
+
+class RefusedSolve(Settled):
+    """A request that failed validation: finished from the start, with an error verdict."""
+
+    def __init__(self, solve_id: str, request: SolveRequest, error: SolveError) -> None:
+        super().__init__(
+            SolveOutcome(
+                solve_id=solve_id,
+                goal_id=request.goal_id,
+                verdict=Verdict.ERROR,
+                strategy=request.strategy,
+                format=request.format,
+                error=error,
+            )
+        )

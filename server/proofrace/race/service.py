@@ -23,9 +23,9 @@ from proofrace.core.model import (
 )
 from proofrace.race.events import RaceObserver
 from proofrace.race.plan import Plan, RaceLimits, plan
-from proofrace.race.race import Race, RefusedSolve, Solve
+from proofrace.race.race import Race, RefusedSolve, Settled, Solve
 from proofrace.race.shared import JoinObserver, SharedRace, SharedRaces
-from proofrace.race.waiting import Settled, WaitingSolve, cancelled_outcome
+from proofrace.race.waiting import WaitingSolve, cancelled_outcome
 
 
 class RaceService:

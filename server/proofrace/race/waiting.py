@@ -88,27 +88,6 @@ class WaitingSolve:
         return self.scope.reason or planned
 
 
-class Settled:
-    """A solve that ended before any race: its outcome is known from the start."""
-
-    def __init__(self, outcome: SolveOutcome) -> None:
-        self.solve_id = outcome.solve_id
-        self.result = outcome
-
-    @property
-    def done(self) -> bool:
-        return True
-
-    def cancel(self, reason: CancelReason) -> bool:
-        return False
-
-    def status(self) -> SolveStatus:
-        return SolveStatus(self.solve_id, SolveState.FINISHED, self.result.cancel_reason, "", 0, ())
-
-    async def outcome(self) -> SolveOutcome:
-        return self.result
-
-
 def cancelled_outcome(waiting: WaitingSolve, reason: CancelReason) -> SolveOutcome:
     request = waiting.request
     return SolveOutcome(
