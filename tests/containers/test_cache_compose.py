@@ -48,6 +48,7 @@ class Deployment:
             "PROOFRACE_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
             "PROOFRACE_REDIS_IMAGE": REDIS_IMAGE,
             "PROOFRACE_BIND": "127.0.0.1",
+            "PROOFRACE_WORKER_SECRET": "the cache compose test's worker credential",
             # Port 0: Docker picks free loopback ports, so a running deployment is no obstacle.
             **dict.fromkeys(PUBLISHED, "0"),
         }
