@@ -90,8 +90,9 @@ fi
 
 # --- manifest checks ------------------------------------------------------------------------
 # The schema validator and the policy scanner for the Kubernetes manifests, pinned, in a
-# virtualenv of their own (the scanner brings many dependencies the project does not use).
-policy="${PROOFRACE_POLICY_VENV:-$work/policy}"
+# virtualenv of their own (the scanner brings many dependencies the project does not use), kept
+# in the user's cache so that every checkout reuses it.
+policy="${PROOFRACE_POLICY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/proofrace/policy}"
 policy_pins="kubernetes-validate==1.37.0 checkov==3.3.30"
 if [[ "$(cat "$policy/.pins" 2>/dev/null)" != "$policy_pins" ]]; then
   step "installing $policy_pins into $policy"

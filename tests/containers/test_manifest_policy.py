@@ -19,7 +19,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-TOOLS = Path(os.environ.get("PROOFRACE_POLICY_VENV", REPO / "build/containers/policy")) / "bin"
+# Where scripts/containers.sh installs the pinned checkers (shared by every checkout).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+TOOLS = Path(os.environ.get("PROOFRACE_POLICY_VENV", CACHE / "proofrace" / "policy")) / "bin"
 KUBERNETES_VERSIONS = ("1.28", "1.32", "1.37")
 
 
