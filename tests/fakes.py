@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -111,6 +112,16 @@ class FakeBackend:
         self.stops[prover] = scope.reason
         stop = Stop(scope.reason, time.monotonic_ns() - scope.called_ns, escalated=False)
         return AttemptResult(prover, stopped_outcome(stop), stop=stop, exit=Exit(signal=15))
+
+
+async def until(condition: Callable[[], bool], turns: int = 100) -> None:
+    """Lets the loop run until `condition` holds, failing if it never does. In-process code only
+    advances when the loop turns, so a turn is the event awaited here, not a span of time."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still false after {turns} loop turns")
 
 
 def _set() -> asyncio.Event:

@@ -29,7 +29,7 @@ from proofrace.race.plan import Plan, RaceLimits
 from proofrace.race.race import Race
 from proofrace.race.service import RaceService
 
-from fakes import FakeBackend, RecordingObserver, Script, failed, proved, refuted
+from fakes import FakeBackend, RecordingObserver, Script, failed, proved, refuted, until
 
 PROBLEM = Problem(b"(check-sat)", Format.SMTLIB2)
 
@@ -209,7 +209,7 @@ async def test_a_queued_attempt_cancelled_ends_before_it_starts() -> None:
     queued = asyncio.ensure_future(
         pool.run("z3", PROBLEM, timeout_s=9, scope=queued_scope, progress=AttemptProgress("z3"))
     )
-    await asyncio.sleep(0)  # let it queue
+    await until(lambda: pool.waiting == 1)
     assert not queued.done()
     reason = CancelReason(CancelCause.CLIENT, "stop")
     queued_scope.cancel(reason)
@@ -276,12 +276,11 @@ async def test_an_attempt_queued_for_a_place_that_leaves_waits_for_another() -> 
     queued = asyncio.ensure_future(
         pool.run("z3", PROBLEM, timeout_s=9, scope=queued_scope, progress=AttemptProgress("z3"))
     )
-    await asyncio.sleep(0)
-    assert pool.waiting == 1
+    await until(lambda: pool.waiting == 1)
     # Its worker drained: the attempt waits for a place that runs z3 (within its deadline,
     # which the race enforces), and runs on the one that comes.
     pool.remove(place)
-    await asyncio.sleep(0)
+    await until(lambda: queued.done() or pool.waiting == 1)  # the removal has been seen
     assert not queued.done() and pool.waiting == 1
     other = FakeBackend({"z3": Script()})
     pool.add(Place("worker w2", other, slots=1))

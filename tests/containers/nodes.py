@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import ssl
 import threading
 import time
 import urllib.error
@@ -19,6 +20,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 import docker
+from proofrace.client import Client, SolveOutcome, Strategy
 from tests.support.prometheus import metric_sum
 from tests.support.server import EventLog
 
@@ -269,3 +271,17 @@ def cluster() -> Iterator[Cluster]:
 
 def engine() -> docker.DockerClient:
     return docker.from_env()
+
+
+def solve_hardened(address: str, secrets: Path, problem: str) -> Any:
+    """A coroutine: `problem` solved by z3 and cvc5 (strategy all) as a client of a hardened
+    deployment does, with the CA and the login that deploy/make-secrets.sh wrote to `secrets`."""
+
+    async def solve() -> SolveOutcome:
+        tls = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
+        credential = (secrets / "login").read_text().strip()
+        async with Client.connect(address, credential=credential, tls=tls) as client:
+            job = await client.solve(problem, provers=["z3", "cvc5"], strategy=Strategy.ALL)
+            return await job.result()
+
+    return solve()

@@ -12,7 +12,7 @@ from pathlib import Path
 from proofrace.client import AttemptOutcome, Client, Strategy, Verdict
 
 from .compose import Compose
-from .nodes import REPO, cluster, follow_logs, http_get
+from .nodes import REPO, cluster, follow_logs, http_get, solve_hardened
 
 SECRET = "a login secret for the container test"
 EASY = (REPO / "samples" / "distinct.smt2").read_text()
@@ -104,15 +104,7 @@ def test_the_compose_hardened_override_runs_as_the_docs_say(tmp_path: Path, run)
             assert (worker_ready[0]["tls"], worker_ready[0]["login"]) == (True, True)
             worker_stream.close()
         address = compose.address("dispatcher", 7340)
-        secret = (secrets / "login").read_text().strip()
-
-        async def solve():
-            tls = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
-            async with Client.connect(address, credential=secret, tls=tls) as client:
-                job = await client.solve(EASY, provers=["z3", "cvc5"], strategy=Strategy.ALL)
-                return await job.result()
-
-        outcome = run(solve())
+        outcome = run(solve_hardened(address, secrets, EASY))
         assert outcome.verdict is Verdict.PROVED
         assert all(a.worker for a in outcome.attempts)  # each names the worker that ran it
         # The client flags of docs/deploy.md; a plain client is told what is missing.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import ssl
 import subprocess
 import uuid
 from pathlib import Path
@@ -25,9 +24,9 @@ import pytest
 import yaml
 
 import docker
-from proofrace.client import Client, Strategy, Verdict
+from proofrace.client import Verdict
 
-from .nodes import IMAGE, REPO, RPC_PORT, follow_logs
+from .nodes import IMAGE, REPO, RPC_PORT, follow_logs, solve_hardened
 from .test_manifest_policy import kustomize
 
 EASY = (REPO / "samples" / "distinct.smt2").read_text()
@@ -152,15 +151,7 @@ def test_the_hardened_pods_serve_a_race_over_tls_with_a_login(pods, run) -> None
     assert {e["name"] for e in registered} == {w.name for w in workers}
     dispatcher.reload()
     address = f"127.0.0.1:{loopback_port_of(dispatcher)}"
-    secret = (secrets / "login").read_text().strip()
-
-    async def solve():
-        tls = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
-        async with Client.connect(address, credential=secret, tls=tls) as client:
-            job = await client.solve(EASY, provers=["z3", "cvc5"], strategy=Strategy.ALL)
-            return await job.result()
-
-    outcome = run(solve())
+    outcome = run(solve_hardened(address, secrets, EASY))
     assert outcome.verdict is Verdict.PROVED
     assert {a.worker for a in outcome.attempts} == {w.name for w in workers}
     # Nothing in the pods runs as root, and the root filesystem stays read-only.

@@ -198,13 +198,12 @@ class RemoteWorker:
 
         remove = scope.on_cancel(preempt)
         try:
-            await call
+            # Waits for the call however it ends, without raising its error: `_finished` reads
+            # that from `call`. A preemption cancels `call` and ends this wait too.
+            await asyncio.wait({call})
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # torn down from above: awaiting `call` cancelled it, the worker stops
-        except Exception:
-            pass  # read by _finished
+            call.cancel()  # torn down from above: the worker stops the attempt
+            raise
         finally:
             remove()
         if not call.cancelled():
