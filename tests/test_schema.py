@@ -84,6 +84,13 @@ _SHAPE = textwrap.dedent(
             entry["names"] = [str(e.name) for e in node.enum.enumerants]
         elif kind == "interface":
             entry["names"] = [str(m.name) for m in node.interface.methods]
+            # Each method's parameters and results are structs that may only grow too.
+            for method, schema in item.schema.methods.items():
+                sides = (("params", schema.param_type), ("results", schema.result_type))
+                for side, struct in sides:
+                    shape[f"{name}.{method}.{side}"] = {
+                        "id": int(struct.node.id), "kind": "struct", "fields": fields(struct.node)
+                    }
         shape[name] = entry
         for nested in node.nestedNodes:
             child = getattr(item, str(nested.name), None)
