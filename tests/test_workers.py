@@ -199,7 +199,9 @@ def test_sigterm_drains_a_worker(tmp_path: Path, run) -> None:
         pid, withdrawn, waiting, outcome = run(scenario())
         assert withdrawn["worker"] == "w1" and withdrawn["message"] == "worker w1 is shutting down"
         assert waiting == 1
-        assert worker.stop() == 0 and dispatcher.stop() == 0
+        # Both were sent SIGTERM above: wait for their exits, without signalling them again.
+        assert worker.process.wait(timeout=30) == 0
+        assert dispatcher.process.wait(timeout=30) == 0
         assert wait_gone([pid]) == []
         # Never an error without a message: a cancel with cause `shutdown`.
         (attempt,) = outcome.attempts

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import select
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,17 +24,23 @@ def redis_server(directory: Path) -> Iterator[str]:
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
+    ready = threading.Event()
     seen: list[str] = []
-    deadline = time.monotonic() + 30
-    while not any("ready to accept connections" in line.lower() for line in seen[-1:]):
-        readable, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-        line = process.stdout.readline().decode(errors="replace") if readable else ""
-        if not line:
-            process.kill()
-            raise AssertionError(f"redis-server did not start: {''.join(seen[-5:])}")
-        seen.append(line)
-    # Keep reading its log, so a full pipe never blocks it.
-    threading.Thread(target=process.stdout.read, daemon=True).start()
+
+    def read_log() -> None:
+        # Read to the end, so a full pipe never blocks it; say when it accepts connections.
+        assert process.stdout is not None
+        for raw in process.stdout:
+            seen.append(raw.decode(errors="replace"))
+            if "ready to accept connections" in seen[-1].lower():
+                ready.set()
+        ready.set()  # it exited: nothing more will come
+
+    threading.Thread(target=read_log, daemon=True).start()
+    if not ready.wait(30) or process.poll() is not None:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"redis-server did not start: {''.join(seen[-5:])}")
     try:
         yield f"unix://{socket}"
     finally:
