@@ -232,10 +232,13 @@ def test_closing_the_client_is_seen_by_the_server_at_once(
             out[key] = value
 
         finished = own_server.solve_finished(out["solve_id"])
-        assert (finished["verdict"], finished["cause"]) == ("cancelled", "disconnected")
+        # A graceful close (Abort, then FIN) may release the token before the FIN is readable,
+        # so the server can record `tokenDropped` (a known limit; the Rust test accepts both).
+        cause = finished["cause"]
+        assert finished["verdict"] == "cancelled" and cause in ("disconnected", "tokenDropped")
         own_server.wait_event(event="connection.closed")
         assert own_server.metric("proofrace_connections") == 0
-        assert own_server.metric(CANCELLATIONS, cause="disconnected") == 1
+        assert own_server.metric(CANCELLATIONS, cause=cause) == 1
         assert not own_server.prover_pids()
         assert client.poll() is None, "the server saw the close, not the process exiting"
     finally:
