@@ -5,10 +5,10 @@
   as fast as any signal and needs no second step. A prover that must clean up asks for
   SIGTERM in its registry entry, and gets SIGKILL after its grace period if still running.
 - Exit is awaited on a pidfd registered with the event loop: no polling, no watcher threads.
-- Reap at once: the pidfd's readiness callback reaps the process (`waitid` on the pidfd) in
-  the same event-loop turn that sees the exit, before any task wakes up to account for it.
-  Reports, logs and metrics come after, so eight losers exiting together are all reaped
-  before the first line is written.
+- Reap at once (`reap.py`): the pidfd's readiness callback reaps the process in the
+  event-loop turn that sees the exit, and the processes killed in one turn are reaped
+  together in the next, by one short wait on their pidfds. Reports, logs and metrics come
+  after, so eight losers are all reaped before the first line is written.
 - Before the reap, the zombie leader still holds the group id, so one more SIGKILL to the
   group clears any stragglers without risk of hitting a reused pid.
 - The spawn sets no `preexec_fn`, so subprocess takes its vfork path; a launcher that sets
@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from proofrace.backends.reap import Watch
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope, outlast
@@ -143,11 +144,11 @@ async def _supervise(
     started_ns = time.monotonic_ns()
     guard.register(proc.pid)
     pump: _Pump | None = None
-    watch: _Watch | None = None
+    watch: Watch | None = None
     try:
         on_spawn(proc.pid)
         pump = _Pump(proc, output)
-        watch = _Watch(proc, guard)
+        watch = Watch(proc, guard)
         preemption = await _until_reaped(watch, scope, limits, on_stopping)
     except BaseException:
         if watch is None or not watch.reaped:
@@ -291,55 +292,6 @@ def _close_output(proc: subprocess.Popen[bytes], output: OutputScanner) -> None:
     output.close()
 
 
-class _Watch:
-    """Waits for the process's exit on a pidfd and reaps it in the readiness callback itself,
-    so the reap happens in the event-loop turn that sees the exit."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
-        self._proc = proc
-        self._guard = guard
-        self._loop = asyncio.get_running_loop()
-        self.reaped_future: asyncio.Future[None] = self._loop.create_future()
-        self.returncode = 0
-        self.reaped_ns = 0
-        self._pidfd = os.pidfd_open(proc.pid)
-        self._loop.add_reader(self._pidfd, self._on_exit)
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
-    def reaped(self) -> bool:
-        return self.reaped_future.done()
-
-    def _on_exit(self) -> None:
-        # Stragglers first: the zombie leader still pins the group id.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        try:
-            info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            info = None  # reaped elsewhere (cannot happen here); report a plain exit
-        else:
-            if info is None:
-                return  # not exited after all
-        self.reaped_ns = time.monotonic_ns()
-        self.close()
-        if info is not None:
-            code = info.si_status
-            self.returncode = code if info.si_code == os.CLD_EXITED else -code
-        self._proc.returncode = self.returncode  # Popen must not wait for it again
-        self._guard.unregister(self._proc.pid)
-        self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
-
-    def close(self) -> None:
-        if self._pidfd >= 0:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
-
-
 class _Stopper:
     """Preemption and escalation of one process group: the stop signal when the scope is
     cancelled, and SIGKILL after the grace period if that was a gentler one."""
@@ -349,7 +301,7 @@ class _Stopper:
         pgid: int,
         scope: CancelScope,
         limits: Limits,
-        watch: _Watch,
+        watch: Watch,
         on_stopping: Callable[[], None],
     ) -> None:
         self._pgid = pgid
@@ -363,6 +315,8 @@ class _Stopper:
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, signum)
+        if signum == signal.SIGKILL:
+            self._watch.killed()
 
     def preempt(self, reason: CancelReason) -> None:
         # Runs inside CancelScope.cancel(): the signal leaves in the trigger's own call stack.
@@ -388,7 +342,7 @@ class _Stopper:
 
 
 async def _until_reaped(
-    watch: _Watch, scope: CancelScope, limits: Limits, on_stopping: Callable[[], None]
+    watch: Watch, scope: CancelScope, limits: Limits, on_stopping: Callable[[], None]
 ) -> Preemption | None:
     """Wait until the process has exited and been reaped, preempting it if `scope` is
     cancelled. Returns the preemption, if there was one."""

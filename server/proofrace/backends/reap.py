@@ -1,0 +1,130 @@
+"""Reaping prover processes: a pidfd watch on each, and one short wait for those just killed.
+
+- Each process's pidfd is registered with the event loop, and its readiness callback reaps
+  the process (`waitid` on the pidfd) in the loop turn that sees the exit, before any task
+  wakes up to account for it.
+- A process sent SIGKILL still needs a CPU to die. While eight provers hold both cores, a
+  loop woken once per exit, running whatever else is ready in between, takes that CPU from
+  the ones still dying: their deaths then spread over about 5 ms, where a bare kill loop
+  that sleeps in `waitpid` sees all eight gone in 2. So the processes killed in one loop turn
+  are reaped in the next by a single wait on all their pidfds, as a bare loop would. The
+  wait is bounded by `KILLED_WAIT_S`: a process that a SIGKILL does not end at once (stuck
+  in the kernel, in uninterruptible sleep) is left to its readiness callback, and the loop
+  is never held longer than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import select
+import signal
+import subprocess
+import time
+import weakref
+
+from proofrace.backends.watchdog import OrphanGuard
+
+# The longest the loop waits for killed processes to die before it serves anything else.
+KILLED_WAIT_S = 0.01
+
+
+class Watch:
+    """Waits for one process's exit on a pidfd and reaps it in the readiness callback."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
+        self._proc = proc
+        self._guard = guard
+        self._loop = asyncio.get_running_loop()
+        self.reaped_future: asyncio.Future[None] = self._loop.create_future()
+        self.returncode = 0
+        self.reaped_ns = 0
+        self._killed = False
+        self.pidfd = os.pidfd_open(proc.pid)
+        self._loop.add_reader(self.pidfd, self.on_exit)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def reaped(self) -> bool:
+        return self.reaped_future.done()
+
+    def killed(self) -> None:
+        """Told once SIGKILL was sent to its group: it is reaped with the others killed in
+        the same turn."""
+        if not self._killed and not self.reaped and self.pidfd >= 0:
+            self._killed = True
+            _killed.add(self)
+
+    def on_exit(self) -> None:
+        # Stragglers first: the zombie leader still pins the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            info = None  # reaped elsewhere (cannot happen here); report a plain exit
+        else:
+            if info is None:
+                return  # not exited after all
+        self.reaped_ns = time.monotonic_ns()
+        self.close()
+        if info is not None:
+            code = info.si_status
+            self.returncode = code if info.si_code == os.CLD_EXITED else -code
+        self._proc.returncode = self.returncode  # Popen must not wait for it again
+        self._guard.unregister(self._proc.pid)
+        self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            self._loop.remove_reader(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+class _Killed:
+    """The watches of processes killed in this loop turn, per event loop; reaped together
+    in the next turn."""
+
+    def __init__(self) -> None:
+        self._batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Watch]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def add(self, watch: Watch) -> None:
+        loop = asyncio.get_running_loop()
+        batch = self._batches.get(loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self._reap, loop, batch)
+        batch.append(watch)
+
+    def _reap(self, loop: asyncio.AbstractEventLoop, batch: list[Watch]) -> None:
+        if self._batches.get(loop) is batch:
+            del self._batches[loop]
+        reap_within(batch, KILLED_WAIT_S)
+
+
+_killed = _Killed()
+
+
+def reap_within(watches: list[Watch], timeout_s: float) -> None:
+    """Reap each of `watches` as it exits, waiting up to `timeout_s` in all. Those still
+    running then are left to their readiness callbacks."""
+    waiting = {w.pidfd: w for w in watches if w.pidfd >= 0 and not w.reaped}
+    poller = select.poll()
+    for fd in waiting:
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        for fd, _events in poller.poll(math.ceil(left * 1000)):
+            poller.unregister(fd)
+            waiting.pop(fd).on_exit()
