@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proofrace.backends import process
+from proofrace.backends import process, reap
 from proofrace.backends.process import Limits, supervise
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
@@ -139,6 +139,26 @@ async def test_every_exit_seen_in_one_loop_turn_is_reaped_before_any_task_goes_o
     reports = await asyncio.gather(*running)
     assert seen[0] == [True] * 4
     assert all(r.exit.signal == signal.SIGKILL for r in reports)
+
+
+async def test_the_processes_one_cancel_kills_are_reaped_before_the_cancel_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No loop turn in between: the cancel's own call waits for all four deaths (the bound is
+    # raised here so that a loaded machine cannot outlast it).
+    monkeypatch.setattr(reap, "KILLED_WAIT_S", 30.0)
+    scope, guard, pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
+    running = [
+        asyncio.ensure_future(start(tmp_path, scope.child(), guard, p, ["sleep", "30"]))
+        for p in pids
+    ]
+    for p in pids:
+        await p.spawned.wait()
+    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
+    assert [gone(p[0]) for p in pids] == [True] * 4
+    reports = await asyncio.gather(*running)
+    assert all(r.exit.signal == signal.SIGKILL for r in reports)
+    assert sorted(guard.unregistered) == sorted(p[0] for p in pids)
 
 
 async def test_when_pidfd_open_fails_the_process_is_still_reaped(
