@@ -72,14 +72,15 @@ async def _serve(settings: Settings) -> None:
         )
         cache_telemetry = CacheTelemetry(rt.metrics)
         cache = await open_cache(settings, cache_telemetry)
-        specs = rt.registry.specs
+        # Registry entries are fixed once loaded: each digest is computed once.
+        digests = {name: entry_digest(spec) for name, spec in rt.registry.specs.items()}
         service = RaceService(
             pool,
             Telemetry(rt.metrics),
             race_limits(settings),
             cache=cache,
             joins=cache_telemetry,
-            entry_digest=lambda p: entry_digest(specs[p]) if p in specs else "",
+            entry_digest=lambda p: digests.get(p, ""),
             share=settings.share_races,
         )
         roles = roles_of(settings)

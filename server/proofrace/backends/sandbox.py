@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from proofrace.backends.process import Limits
@@ -55,14 +55,16 @@ class Jail:
     confine: bool  # False: rlimits only (the sandbox was turned off explicitly)
     read_paths: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()
+    # Each program's installation, found once: PATH lookups cost more than the rest of a
+    # spawn's preparation. A program not found is looked up again next time.
+    _homes: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def command(self, argv: list[str], workdir: Path, limits: Limits) -> list[str]:
         """`argv`, run through the launcher with `limits` and, when confining, its rules.
 
         Raises FileNotFoundError when the prover's program cannot be found, as a direct spawn
         would: its exec happens in the launcher, whose failure would read as the prover's."""
-        if shutil.which(argv[0]) is None:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+        home = self._home(argv[0])
         line = [self.launcher, "--cpu", str(limits.cpu_seconds)]
         if limits.memory_bytes > 0:
             line += ["--as", str(limits.memory_bytes)]
@@ -70,11 +72,21 @@ class Jail:
             line += ["--fsize", str(limits.file_bytes)]
         if not self.confine:
             return [*line, "--no-sandbox", "--", *argv]
-        for path in (*SYSTEM_PATHS, *self.read_paths, *_own_paths(argv)):
+        for path in (*SYSTEM_PATHS, *self.read_paths, *home, *_files_named(argv)):
             line += ["--ro", path]
         for path in (str(workdir), *WRITABLE_DEVICES, *self.writable):
             line += ["--rw", path]
         return [*line, "--", *argv]
+
+    def _home(self, program: str) -> tuple[str, ...]:
+        """The program's installation, to be read; FileNotFoundError if it cannot be found."""
+        home = self._homes.get(program)
+        if home is None:
+            home = _installation(program)
+            if home is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+            self._homes[program] = home
+        return home
 
 
 def launch_failure(exit_code: int | None, output: str) -> str | None:
@@ -129,15 +141,17 @@ def make_jail(
     return Jail(launcher, True, tuple(read_paths), tuple(writable)), abi
 
 
-def _own_paths(argv: list[str]) -> list[str]:
-    """The installation the executable comes from (`/opt/x` for `/opt/x/bin/prover`), and
-    absolute files named on the command line."""
-    found = shutil.which(argv[0])
-    paths = []
-    if found:
-        real = Path(os.path.realpath(found))
-        home = real.parent.parent if real.parent.name == "bin" else real.parent
-        if str(home) != "/":
-            paths.append(str(home))
-    paths += [a for a in argv[1:] if a.startswith("/") and os.path.isfile(a)]
-    return paths
+def _installation(program: str) -> tuple[str, ...] | None:
+    """The installation an executable comes from (`/opt/x` for `/opt/x/bin/prover`): none
+    when it is the root itself, None when the program cannot be found."""
+    found = shutil.which(program)
+    if found is None:
+        return None
+    real = Path(os.path.realpath(found))
+    home = real.parent.parent if real.parent.name == "bin" else real.parent
+    return () if str(home) == "/" else (str(home),)
+
+
+def _files_named(argv: list[str]) -> list[str]:
+    """Absolute files named on the command line (a script, say)."""
+    return [a for a in argv[1:] if a.startswith("/") and os.path.isfile(a)]
