@@ -38,6 +38,7 @@ class Pool:
         """`known`: provers to list (as unavailable) even while no place runs them."""
         self._known = [replace(info, available=False) for info in known or []]
         self._places: list[Place] = []
+        self._catalog: list[ProverInfo] | None = None  # merged once per change of places
         self._changed = asyncio.Event()
         self.waiting = 0  # attempts waiting for a free slot
 
@@ -53,11 +54,13 @@ class Pool:
     def add(self, place: Place) -> None:
         place.refresh()
         self._places.append(place)
+        self._catalog = None
         self._wake()
 
     def remove(self, place: Place) -> None:
         if place in self._places:
             self._places.remove(place)
+            self._catalog = None
             self._wake()
 
     async def changed(self) -> None:
@@ -65,7 +68,14 @@ class Pool:
         await self._changed.wait()
 
     def catalog(self) -> list[ProverInfo]:
-        """Every prover any place knows; available when some place can run it."""
+        """Every prover any place knows; available when some place can run it. A place's own
+        catalog is fixed while it is in the pool (a worker that changes re-registers), so the
+        merge is made again only when places come or go."""
+        if self._catalog is None:
+            self._catalog = self._merged()
+        return list(self._catalog)
+
+    def _merged(self) -> list[ProverInfo]:
         merged: dict[str, ProverInfo] = {info.name: info for info in self._known}
         for place in self._places:
             for info in place.backend.catalog():
