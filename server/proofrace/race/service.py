@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
+import random
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -68,13 +68,13 @@ class RaceService:
 
     def refuse(self, request: SolveRequest, error: SolveError, solve_id: str = "") -> Solve:
         """A solve refused before it reached a race (by the wire's own checks, say)."""
-        refused = RefusedSolve(solve_id or secrets.token_hex(6), request, error)
+        refused = RefusedSolve(solve_id or _new_solve_id(), request, error)
         self._observer.solve_refused(refused.solve_id, request.goal_id, refused.result)
         return refused
 
     def start(self, request: SolveRequest) -> Solve:
         """Validate and start a race of its own in the background; returns at once."""
-        solve_id = secrets.token_hex(6)
+        solve_id = _new_solve_id()
         planned = self._capacity() or self._plan(request)
         if isinstance(planned, SolveError):
             return self.refuse(request, planned, solve_id)
@@ -86,7 +86,7 @@ class RaceService:
         already running, else start one. Returns once the solve is under way (or answered).
         With no prover available for it yet and `wait_for_capacity_ms` set, it waits for one
         first (in the background: this returns at once)."""
-        solve_id = solve_id or secrets.token_hex(6)
+        solve_id = solve_id or _new_solve_id()
         planned = self._plan(request)
         if isinstance(planned, SolveError) and _waits(planned, request):
             self._observer.solve_waiting(
@@ -97,23 +97,21 @@ class RaceService:
             return waiting
         if isinstance(planned, SolveError):
             return self.refuse(request, planned, solve_id)
-        identity = self._identity()
-        # A large problem's key takes milliseconds: off the event loop.
-        if len(planned.problem.content) > _LARGE_BYTES:
-            key = await asyncio.to_thread(cache_key, planned, identity)
-        else:
-            key = cache_key(planned, identity)
-        if self._cache is not None:
+        # The key is read by the cache and by shared races; with neither, it is not made.
+        needs_key = self._cache is not None or self._shared.sharing
+        key = await self._key(planned) if needs_key else None
+        if self._cache is not None and key is not None:
             hit = await self._cache.lookup(key, request.cache, solve_id, planned)
             if hit is not None:
                 return hit
-        shared = self._shared.find(key.digest)
+        shared = self._shared.find(key.digest) if key is not None else None
         if shared is None:
             refused = self._capacity()  # again: shutdown may have begun during the lookup
             if refused is not None:
                 return self.refuse(request, refused, solve_id)
-            shared = self._shared.start(solve_id, key.digest, planned)
-            self._keys[shared] = key
+            shared = self._shared.start(solve_id, key.digest if key else solve_id, planned)
+            if key is not None:
+                self._keys[shared] = key
         caller = shared.join(solve_id, planned.timeout_s, request.goal_id, first=not shared.callers)
         shared.store |= self._cache is not None and request.cache is not CachePolicy.BYPASS
         return caller
@@ -134,14 +132,21 @@ class RaceService:
     def key(self, planned: Plan) -> CacheKey:
         return cache_key(planned, self._identity())
 
+    async def _key(self, planned: Plan) -> CacheKey:
+        identity = self._identity()
+        # A large problem's key takes milliseconds: off the event loop.
+        if len(planned.problem.content) > _LARGE_BYTES:
+            return await asyncio.to_thread(cache_key, planned, identity)
+        return cache_key(planned, identity)
+
     def _identity(self) -> Identity:
         """Each prover's version (as the backends report it now) and registry entry."""
         versions = {info.name: info.version for info in self._backend.catalog()}
         return lambda p: (versions.get(p, ""), self._entry_digest(p))
 
     def _remember(self, shared: SharedRace, outcome: SolveOutcome | None) -> None:
-        key = self._keys.pop(shared)
-        if outcome is not None and shared.store and self._cache is not None:
+        key = self._keys.pop(shared, None)
+        if key is not None and outcome is not None and shared.store and self._cache is not None:
             self._cache.remember(key, outcome)
 
     def _launch(self, solve_id: str, planned: Plan) -> tuple[Race, asyncio.Task[object]]:
@@ -187,6 +192,14 @@ class RaceService:
 
 
 _LARGE_BYTES = 64 * 1024
+
+# A solve id names a solve in answers and logs and grants nothing, so a generator seeded once
+# from the system's randomness serves: a getrandom call per solve costs more than the id is worth.
+_ids = random.Random()
+
+
+def _new_solve_id() -> str:
+    return f"{_ids.getrandbits(48):012x}"
 
 
 class _NoJoinObserver:

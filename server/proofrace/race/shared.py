@@ -219,6 +219,10 @@ class SharedRaces:
         self._on_finished = on_finished
         self._running: dict[str, SharedRace] = {}
 
+    @property
+    def sharing(self) -> bool:
+        return self._share
+
     def find(self, key: str) -> SharedRace | None:
         return self._running.get(key)
 
