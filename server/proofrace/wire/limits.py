@@ -186,14 +186,21 @@ class IdentityShare:
 
     def __init__(self, limits: PeerLimits) -> None:
         self._limits = limits
-        # Weak: a finished solve leaves no trace here once the wire lets it go.
-        self._solves: dict[str, weakref.WeakSet[Solve]] = {}
+        # Weak: a finished solve leaves no trace here once the wire lets it go. Each with its
+        # number of attempts, counted once (a status snapshot per solve per call costs), or 0
+        # for one waiting for capacity, whose attempts are counted when it has them.
+        self._solves: dict[str, weakref.WeakKeyDictionary[Solve, int]] = {}
 
     def refusal(self, identity: str) -> SolveError | None:
-        running = [s for s in self._solves.get(identity, ()) if not s.done]
+        tracked = self._solves.get(identity)
+        running = (
+            [n if n else len(s.status().attempts) for s, n in tracked.items() if not s.done]
+            if tracked
+            else []
+        )
         if len(running) >= self._limits.max_solves_per_identity:
             return _overloaded(f"{len(running)} solves in flight for this caller, its share")
-        attempts = sum(len(s.status().attempts) for s in running)
+        attempts = sum(running)
         if attempts >= self._limits.max_attempts_per_identity:
             return _overloaded(f"{attempts} attempts in flight for this caller, its share")
         return None
@@ -204,7 +211,8 @@ class IdentityShare:
         if len(self._solves) > 4096:  # forget callers with nothing in flight
             for idle in [i for i, solves in self._solves.items() if not solves]:
                 del self._solves[idle]
-        self._solves.setdefault(identity, weakref.WeakSet()).add(solve)
+        attempts = len(solve.status().attempts)
+        self._solves.setdefault(identity, weakref.WeakKeyDictionary())[solve] = attempts
 
 
 def _overloaded(message: str) -> SolveError:
