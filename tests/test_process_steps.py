@@ -220,3 +220,21 @@ async def test_closing_the_guard_does_not_block_the_event_loop(tmp_path: Path) -
     await guard.close(timeout_s=0.01)
     assert ticked.is_set()  # the loop ran while the guard was being closed
     assert stuck.returncode == -signal.SIGKILL
+
+
+async def test_the_guard_is_told_in_batches_and_never_of_an_attempt_that_came_and_went() -> None:
+    # `cat` stands in for the guard and shows what it was told.
+    echo = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert echo.stdout is not None
+    guard = OrphanGuard(echo, marker="test")
+    guard.register(101)
+    guard.register(102)
+    guard.unregister(101)  # within the same batch: the guard never hears of 101
+    told = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().add_reader(echo.stdout, lambda: told.done() or told.set_result(0))
+    await told  # the batch was written when its time came, with no flush asked for
+    asyncio.get_running_loop().remove_reader(echo.stdout)
+    assert os.read(echo.stdout.fileno(), 4096) == b"+102\n"
+    guard.unregister(102)  # told before: its end is told too
+    await guard.close()
+    assert echo.stdout.read() == b"-102\n"

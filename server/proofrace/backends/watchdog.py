@@ -2,9 +2,11 @@
 
 A small helper process, started with the server, holds the read end of a pipe. The server
 writes the process group of every attempt it starts (+pgid) and ends (-pgid). Inside the event
-loop these lines are gathered and written once per loop turn, so a race of eight costs one
-write (and one wake-up of the guard), not sixteen; a process started but not yet written
-down is still found by its environment marker. When the pipe
+loop these lines are gathered for a short while (`_BATCH_S`) and written together, so a race
+of eight costs one write (and one wake-up of the guard), not sixteen, and an attempt that
+starts and ends within one batch (a small goal) costs none: its two lines cancel out. A
+process started but not yet written down is still found by its environment marker. When the
+pipe
 reaches end-of-file, the server is gone, however it died: the guard kills every group still
 registered, then every process carrying the server's environment marker (this closes the
 window between fork and registration), and removes the server's temporary directory.
@@ -26,6 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 MARKER_VARIABLE = "PROOFRACE_OWNER"
+# How long lines wait to be written together. A process that starts within it is found by its
+# marker should the server die meanwhile.
+_BATCH_S = 0.05
 
 
 class OrphanGuard:
@@ -33,7 +38,8 @@ class OrphanGuard:
         self._process = process
         self.marker = marker
         self._broken = False
-        self._pending: list[str] = []
+        self._pending: dict[int, str] = {}  # pgid -> "+" or "-", in the order first told
+        self._due: asyncio.TimerHandle | None = None
 
     @classmethod
     def start(cls, temp_root: Path) -> OrphanGuard:
@@ -51,10 +57,13 @@ class OrphanGuard:
         return {MARKER_VARIABLE: self.marker}
 
     def register(self, pgid: int) -> None:
-        self._send(f"+{pgid}\n")
+        self._tell(pgid, "+")
 
     def unregister(self, pgid: int) -> None:
-        self._send(f"-{pgid}\n")
+        if self._pending.get(pgid) == "+":
+            del self._pending[pgid]  # started and ended within one batch: nothing to tell
+        else:
+            self._tell(pgid, "-")
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Called after every attempt is reaped: the guard then finds nothing to kill.
@@ -69,24 +78,27 @@ class OrphanGuard:
             self._process.kill()
         self._process.wait()  # it has exited, or been sent SIGKILL: this returns at once
 
-    def _send(self, line: str) -> None:
+    def _tell(self, pgid: int, sign: str) -> None:
         if self._broken:
             return
-        self._pending.append(line)
-        if len(self._pending) > 1:
-            return  # a write is already due this turn
+        self._pending[pgid] = sign
+        if self._due is not None:
+            return  # a write is already due
         try:
-            asyncio.get_running_loop().call_soon(self._write)
+            self._due = asyncio.get_running_loop().call_later(_BATCH_S, self._write)
         except RuntimeError:
             self._write()  # no loop running: at once
 
     def _write(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
         stdin = self._process.stdin
-        lines, self._pending = self._pending, []
+        lines, self._pending = self._pending, {}
         if stdin is None or self._broken or not lines:
             return
         try:
-            stdin.write("".join(lines).encode())
+            stdin.write("".join(f"{sign}{pgid}\n" for pgid, sign in lines.items()).encode())
             stdin.flush()
         except OSError:
             # The guard died; attempts still get reaped by the server itself.
