@@ -4,17 +4,15 @@ and its share of the solves and attempts.
 Every bound is answered with a value (`overloaded`, `invalidRequest`) or a closed connection,
 never with memory that grows. Cap'n Proto's own reader allocates a message's declared size as
 soon as the frame header arrives, so an unfinished frame holds memory: `FrameWatch` follows
-the frame boundaries in the byte stream (header arithmetic only, no copy) and the listener
-drops a peer whose message stays unfinished too long, or whose first one never completes.
-pycapnp pauses its writes when the transport's buffer is full, and queues answers inside the
-RPC system meanwhile: a peer that does not read is seen as writes paused, and dropped once
-paused for too long or once too many answers were produced while paused.
+the frame boundaries in the byte stream (`frames.py`: header arithmetic only, no copy) and
+the listener drops a peer whose message stays unfinished too long, or whose first one never
+completes. pycapnp pauses its writes when the transport's buffer is full, and queues answers
+inside the RPC system meanwhile: a peer that does not read is seen as writes paused, and
+dropped once paused for too long or once too many answers were produced while paused.
 """
 
 from __future__ import annotations
 
-import asyncio
-import struct
 import time
 import weakref
 from collections import Counter
@@ -23,6 +21,7 @@ from typing import Any
 
 from proofrace.core.model import ErrorKind, SolveError, SolveRequest
 from proofrace.race.race import Solve
+from proofrace.wire.frames import FrameCursor, WholeFramesProtocol
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,6 @@ class PeerLimits:
     max_goal_id_chars: int = 256
     max_reason_chars: int = 1024
     max_prover_name_chars: int = 64
-
-
-# Cap'n Proto's own limit on a message's segments (its reader refuses more).
-_MAX_SEGMENTS = 512
 
 
 class ConnectionCounter:
@@ -73,22 +68,17 @@ class ConnectionCounter:
                 del self._by_address[address]
 
 
-class FrameWatch(asyncio.BufferedProtocol):
-    """Wraps pycapnp's stream protocol: passes everything through, and notes where each
-    Cap'n Proto frame (segment count, sizes, segments) begins and ends, and whether writes
-    are paused."""
+class FrameWatch(WholeFramesProtocol):
+    """Wraps pycapnp's stream protocol: passes everything through (writing whole frames),
+    and notes where each frame received begins and ends, and whether writes are paused."""
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._buffer: memoryview | None = None
-        self._header = bytearray()  # the current frame's header, while incomplete
-        self._body_left = 0  # bytes of the current frame's segments still to come
+        self._cursor = FrameCursor()
         self.frames = 0  # complete frames received
         self.started_at: float | None = None  # when the unfinished frame began (None: none)
         self.paused_at: float | None = None  # when writes were paused (None: not paused)
-        self.transport: Any = None
-
-    # --- reading ---------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> Any:
         buffer = self._inner.get_buffer(sizehint)
@@ -97,63 +87,13 @@ class FrameWatch(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._buffer is not None:
-            self._follow(self._buffer[:nbytes])
-        self._inner.buffer_updated(nbytes)
-
-    def _follow(self, data: memoryview) -> None:
-        at = 0
-        while at < len(data):
-            if self.started_at is None:
+            done = self._cursor.feed(self._buffer[:nbytes])
+            self.frames += done
+            if not self._cursor.inside:
+                self.started_at = None
+            elif done or self.started_at is None:
                 self.started_at = time.monotonic()
-            if self._body_left:
-                step = min(self._body_left, len(data) - at)
-                self._body_left -= step
-                at += step
-                if not self._body_left:
-                    self._frame_done()
-                continue
-            if len(self._header) >= 4 and self._segments() > _MAX_SEGMENTS:
-                return  # Cap'n Proto refuses such a frame and closes the connection itself
-            need = self._header_size() - len(self._header)
-            take = data[at : at + need]
-            self._header += take
-            at += len(take)
-            if len(self._header) == self._header_size():
-                self._body_left = self._body_size()
-                self._header.clear()
-                if not self._body_left:
-                    self._frame_done()
-
-    def _segments(self) -> int:
-        return int(struct.unpack_from("<I", self._header)[0]) + 1
-
-    def _header_size(self) -> int:
-        if len(self._header) < 4:
-            return 4
-        segments = self._segments()
-        return 4 + 4 * segments + (4 if segments % 2 == 0 else 0)
-
-    def _body_size(self) -> int:
-        segments = self._segments()
-        sizes: tuple[int, ...] = struct.unpack_from(f"<{segments}I", self._header, 4)
-        return 8 * sum(sizes)
-
-    def _frame_done(self) -> None:
-        self.frames += 1
-        self.started_at = None
-
-    # --- the rest passes through ---------------------------------------------------------
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self._inner.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        result: bool | None = self._inner.eof_received()
-        return result
+        self._inner.buffer_updated(nbytes)
 
     def pause_writing(self) -> None:
         self.paused_at = time.monotonic()

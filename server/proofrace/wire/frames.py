@@ -1,0 +1,168 @@
+"""Cap'n Proto frames in a byte stream, and a transport that writes whole ones.
+
+pycapnp hands its asyncio transport each message in pieces (the segment table, then each
+segment), and asyncio sends each piece at once, in a `send()` of its own: two system calls
+or more per message, and a peer woken by a segment table it cannot use yet. On loopback,
+where a send also runs the receiving side's work, that doubled the cost of every call. So
+`WholeFramesProtocol` wraps pycapnp's stream protocol and hands it a transport that holds the
+pieces until they complete a frame, then writes the frame at once: one send per message.
+
+`FrameCursor` follows the frame boundaries in a byte stream (header arithmetic only, no
+copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import capnp
+
+# Cap'n Proto's own limit on a message's segments (its reader refuses more).
+MAX_SEGMENTS = 512
+# Pieces held this large are written as they are: a copy would cost more than a send.
+_JOIN_BYTES = 64 * 1024
+
+
+class FrameCursor:
+    """Where a stream of frames stands: inside a frame, or between two."""
+
+    def __init__(self) -> None:
+        self._header = bytearray()  # the current frame's header, while incomplete
+        self._body_left = 0  # bytes of the current frame's segments still to come
+        self.inside = False  # part of a frame has been seen, not all of it
+        self.refused = False  # a frame of more segments than Cap'n Proto reads
+
+    def feed(self, data: memoryview) -> int:
+        """Follow `data`; returns how many frames it completed. Once a frame is refused
+        (Cap'n Proto closes such a connection itself), nothing more is followed."""
+        done = 0
+        at = 0
+        while at < len(data) and not self.refused:
+            self.inside = True
+            if self._body_left:
+                step = min(self._body_left, len(data) - at)
+                self._body_left -= step
+                at += step
+                if not self._body_left:
+                    done += 1
+                    self.inside = False
+                continue
+            if len(self._header) >= 4 and self._segments() > MAX_SEGMENTS:
+                self.refused = True
+                break
+            take = data[at : at + self._header_size() - len(self._header)]
+            self._header += take
+            at += len(take)
+            if len(self._header) == self._header_size():
+                self._body_left = self._body_size()
+                self._header.clear()
+                if not self._body_left:
+                    done += 1
+                    self.inside = False
+        return done
+
+    def _segments(self) -> int:
+        return int(struct.unpack_from("<I", self._header)[0]) + 1
+
+    def _header_size(self) -> int:
+        if len(self._header) < 4:
+            return 4
+        segments = self._segments()
+        return 4 + 4 * segments + (4 if segments % 2 == 0 else 0)
+
+    def _body_size(self) -> int:
+        segments = self._segments()
+        sizes: tuple[int, ...] = struct.unpack_from(f"<{segments}I", self._header, 4)
+        return 8 * sum(sizes)
+
+
+class _WholeFrames:
+    """The transport as pycapnp sees it: writes are held until they complete a frame, then
+    written together; everything else is the real transport's."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._cursor = FrameCursor()
+        self._held: list[bytes] = []
+        self._due: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        self._held.append(data)
+        self._cursor.feed(memoryview(data))
+        if not self._cursor.inside:
+            self.flush()
+        elif self._due is None:
+            # Whatever happens to the rest of the frame, this goes out on the loop's next turn.
+            self._due = asyncio.get_running_loop().call_soon(self.flush)
+
+    def writelines(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.write(piece)
+
+    def flush(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        held, self._held = self._held, []
+        if len(held) == 1 or sum(map(len, held)) > _JOIN_BYTES:
+            for piece in held:
+                self._transport.write(piece)
+        elif held:
+            self._transport.write(b"".join(held))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class WholeFramesProtocol(asyncio.BufferedProtocol):
+    """pycapnp's stream protocol, handed a transport that writes whole frames; everything
+    else passes through. `transport` is the real one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._inner.connection_made(_WholeFrames(transport))
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._inner.buffer_updated(nbytes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+Connect = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[object]]
+
+
+async def open_stream(connect: Connect) -> Any:
+    """A pycapnp stream that writes whole frames. `connect(factory)` makes the connection:
+    the loop's `create_connection` or `create_unix_connection` with its arguments bound."""
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    await connect(lambda: WholeFramesProtocol(capnp.AsyncIoStream._connect(ready.set_result)))
+    return await ready

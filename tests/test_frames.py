@@ -1,0 +1,85 @@
+"""Frames in a byte stream, and the transport that writes whole ones: a message that pycapnp
+hands over in pieces leaves in one write."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from proofrace.wire.frames import FrameCursor, WholeFramesProtocol
+
+
+def frame(*segments: bytes) -> list[bytes]:
+    """A frame as pycapnp writes it: the segment table, then each segment."""
+    table = struct.pack("<I", len(segments) - 1) + b"".join(
+        struct.pack("<I", len(s) // 8) for s in segments
+    )
+    if len(segments) % 2 == 0:
+        table += b"\0" * 4
+    return [table, *segments]
+
+
+class Recorder:
+    """What a real transport would have been asked to write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+class Inner:
+    def connection_made(self, transport: object) -> None:
+        self.transport = transport
+
+
+def wrapped() -> tuple[Recorder, Any]:
+    inner, real = Inner(), Recorder()
+    WholeFramesProtocol(inner).connection_made(real)
+    return real, inner.transport
+
+
+def test_the_cursor_counts_frames_however_the_bytes_are_cut() -> None:
+    stream = b"".join(frame(b"a" * 8, b"b" * 16)) + b"".join(frame(b"c" * 24))
+    for cut in range(1, len(stream)):
+        cursor = FrameCursor()
+        done = cursor.feed(memoryview(stream[:cut])) + cursor.feed(memoryview(stream[cut:]))
+        assert done == 2 and not cursor.inside
+
+
+async def test_a_message_written_in_pieces_leaves_in_one_write() -> None:
+    real, transport = wrapped()
+    for piece in frame(b"x" * 32, b"y" * 8):
+        transport.write(piece)
+    assert real.writes == [b"".join(frame(b"x" * 32, b"y" * 8))]
+    assert transport.is_closing() is False
+
+
+async def test_an_unfinished_frame_still_leaves_on_the_next_turn_and_at_close() -> None:
+    real, transport = wrapped()
+    table, body = frame(b"z" * 16)
+    transport.write(table)
+    assert real.writes == []
+    await asyncio.sleep(0)  # one loop turn, nothing else to wait for
+    assert real.writes == [table]
+    transport.write(body[:8])
+    transport.close()
+    assert real.writes == [table, body[:8]] and real.closed
+
+
+async def test_large_pieces_are_not_copied_into_one() -> None:
+    real, transport = wrapped()
+    big = b"q" * (1 << 20)
+    pieces = frame(big)
+    for piece in pieces:
+        transport.write(piece)
+    assert real.writes == pieces
