@@ -22,6 +22,7 @@ from typing import Any
 import capnp
 
 from proofrace.client.address import Address, connect_unix
+from proofrace.wire.frames import open_stream
 
 
 class ClientClosed(RuntimeError):
@@ -47,14 +48,19 @@ class Link:
         loop = asyncio.get_running_loop()
         sock = await (_dial_unix(address.path) if address.path else _dial_tcp(address))
         try:
+            # Each message written whole, in one send (see proofrace.wire.frames).
             if address.path:
-                stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+                stream = await open_stream(
+                    lambda made: loop.create_unix_connection(made, sock=sock)
+                )
             elif tls is not None:
-                stream = await capnp.AsyncIoStream.create_connection(
-                    sock=sock, ssl=tls, server_hostname=address.host
+                stream = await open_stream(
+                    lambda made: loop.create_connection(
+                        made, sock=sock, ssl=tls, server_hostname=address.host
+                    )
                 )
             else:
-                stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+                stream = await open_stream(lambda made: loop.create_connection(made, sock=sock))
         except BaseException:
             sock.close()
             raise

@@ -32,6 +32,7 @@ from proofrace.runtime import client_tls, runtime
 from proofrace.wire.capabilities import ConnectionLimits, LoginGuard
 from proofrace.wire.connection import Connection
 from proofrace.wire.connection import dial as open_socket
+from proofrace.wire.frames import open_stream
 from proofrace.wire.promises import call_task, first_of
 from proofrace.wire.reconnect import reconnecting
 from proofrace.wire.remote import WorkerInfo, write_worker_info
@@ -172,11 +173,13 @@ async def _registered(
     host, port = split_host_port(address)
     sock = await open_socket(host, port)
     try:
+        loop = asyncio.get_running_loop()
         if dial.tls is None:
-            stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+            stream = await open_stream(lambda made: loop.create_connection(made, sock=sock))
         else:
-            stream = await capnp.AsyncIoStream.create_connection(
-                sock=sock, ssl=dial.tls, server_hostname=host
+            tls = dial.tls
+            stream = await open_stream(
+                lambda made: loop.create_connection(made, sock=sock, ssl=tls, server_hostname=host)
             )
     except BaseException:
         sock.close()  # a failed TLS handshake, say: the stream never took the socket over

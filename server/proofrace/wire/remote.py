@@ -38,6 +38,7 @@ from proofrace.core.model import (
 from proofrace.core.progress import AttemptProgress
 from proofrace.wire import convert
 from proofrace.wire.calls import rpc_method
+from proofrace.wire.frames import open_stream
 from proofrace.wire.promises import call_task, first_of
 from proofrace.wire.reconnect import reconnecting
 
@@ -399,9 +400,12 @@ class WorkerDirectory:
 
 
 async def _connect(host: str, port: int, tls: ssl.SSLContext | None) -> Any:
+    loop = asyncio.get_running_loop()
     if tls is None:
-        return await capnp.AsyncIoStream.create_connection(host, port)
-    return await capnp.AsyncIoStream.create_connection(host, port, ssl=tls, server_hostname=host)
+        return await open_stream(lambda made: loop.create_connection(made, host, port))
+    return await open_stream(
+        lambda made: loop.create_connection(made, host, port, ssl=tls, server_hostname=host)
+    )
 
 
 async def _worker_of(bootstrap: Any, credential: str | None) -> Any:
