@@ -83,3 +83,16 @@ async def test_large_pieces_are_not_copied_into_one() -> None:
     for piece in pieces:
         transport.write(piece)
     assert real.writes == pieces
+
+
+def test_the_padding_word_of_a_header_is_not_a_segment() -> None:
+    table, *segments = frame(b"a" * 8, b"b" * 16)
+    noisy = table[:-4] + b"\xff\xff\xff\x00"  # garbage where the padding goes
+    cursor = FrameCursor()
+    assert cursor.feed(memoryview(noisy + b"".join(segments))) == 1 and not cursor.inside
+
+
+def test_a_frame_of_too_many_segments_is_refused_and_nothing_more_followed() -> None:
+    cursor = FrameCursor()
+    cursor.feed(memoryview(struct.pack("<I", 100_000) + b"\0" * 64))
+    assert cursor.refused and cursor.feed(memoryview(b"".join(frame(b"x" * 8)))) == 0

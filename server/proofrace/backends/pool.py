@@ -107,16 +107,28 @@ class Pool:
             place.in_use -= 1
             self._wake()
 
+    def _take(self, prover: str) -> Place | None:
+        """The place with the most free slots that offers `prover`, its slot taken; None if
+        none has one free."""
+        offering = [p for p in self._places if prover in p.provers]
+        best = max(offering, key=lambda p: p.free) if offering else None
+        if best is not None and best.free > 0:
+            best.in_use += 1
+            return best
+        return None
+
     async def _acquire(self, prover: str, scope: CancelScope) -> Place | None:
+        if not scope.cancel_called:
+            place = self._take(prover)
+            if place is not None:
+                return place  # at once: no waiting set up
         cancelled = asyncio.ensure_future(scope.wait())
         changed: asyncio.Task[bool] | None = None
         try:
             while not scope.cancel_called:
-                offering = [p for p in self._places if prover in p.provers]
-                best = max(offering, key=lambda p: p.free) if offering else None
-                if best is not None and best.free > 0:
-                    best.in_use += 1
-                    return best
+                place = self._take(prover)
+                if place is not None:
+                    return place
                 # No free slot, or no place offers it any more (its workers drained or were
                 # lost; a race only starts with provers some place offered): wait for one.
                 changed = asyncio.ensure_future(self._changed.wait())

@@ -31,6 +31,8 @@ class FrameCursor:
 
     def __init__(self) -> None:
         self._header = bytearray()  # the current frame's header, while incomplete
+        self._segments = 0  # known once the header's first word is in
+        self._header_size = 4  # then 4 + 4 per segment, padded to a multiple of 8
         self._body_left = 0  # bytes of the current frame's segments still to come
         self.inside = False  # part of a frame has been seen, not all of it
         self.refused = False  # a frame of more segments than Cap'n Proto reads
@@ -39,44 +41,36 @@ class FrameCursor:
         """Follow `data`; returns how many frames it completed. Once a frame is refused
         (Cap'n Proto closes such a connection itself), nothing more is followed."""
         done = 0
-        at = 0
-        while at < len(data) and not self.refused:
+        at, end = 0, len(data)
+        header = self._header
+        while at < end and not self.refused:
             self.inside = True
             if self._body_left:
-                step = min(self._body_left, len(data) - at)
+                step = min(self._body_left, end - at)
                 self._body_left -= step
                 at += step
                 if not self._body_left:
                     done += 1
                     self.inside = False
                 continue
-            if len(self._header) >= 4 and self._segments() > MAX_SEGMENTS:
-                self.refused = True
-                break
-            take = data[at : at + self._header_size() - len(self._header)]
-            self._header += take
-            at += len(take)
-            if len(self._header) == self._header_size():
-                self._body_left = self._body_size()
-                self._header.clear()
+            take = min(self._header_size - len(header), end - at)
+            header += data[at : at + take]
+            at += take
+            if len(header) == 4 and self._header_size == 4:
+                segments = self._segments = int.from_bytes(header, "little") + 1
+                if segments > MAX_SEGMENTS:
+                    self.refused = True
+                    break
+                self._header_size = 4 + 4 * segments + (4 if segments % 2 == 0 else 0)
+            elif len(header) == self._header_size:
+                sizes: tuple[int, ...] = struct.unpack_from(f"<{self._segments}I", header, 4)
+                self._body_left = 8 * sum(sizes)
+                header.clear()
+                self._header_size = 4
                 if not self._body_left:
                     done += 1
                     self.inside = False
         return done
-
-    def _segments(self) -> int:
-        return int(struct.unpack_from("<I", self._header)[0]) + 1
-
-    def _header_size(self) -> int:
-        if len(self._header) < 4:
-            return 4
-        segments = self._segments()
-        return 4 + 4 * segments + (4 if segments % 2 == 0 else 0)
-
-    def _body_size(self) -> int:
-        segments = self._segments()
-        sizes: tuple[int, ...] = struct.unpack_from(f"<{segments}I", self._header, 4)
-        return 8 * sum(sizes)
 
 
 class _WholeFrames:

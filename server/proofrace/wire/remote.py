@@ -85,6 +85,8 @@ def read_worker_info(reader: Any) -> WorkerInfo:
 
 def bounded_text(text: str, limit: int) -> str:
     """Printable and at most `limit` characters: safe for a log line or a message."""
+    if len(text) <= limit and text.isprintable():
+        return text
     cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
     return cleaned + "..." if len(text) > limit else cleaned
 
