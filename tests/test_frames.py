@@ -25,7 +25,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
-        self.closed = False
+        self.closed = self.eof = self.reading = self.aborted = self.reset = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -35,6 +35,17 @@ class Recorder:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def write_eof(self) -> None:
+        if self.reset:
+            raise OSError(107, "Transport endpoint is not connected")
+        self.eof = True
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 class Inner:
@@ -96,3 +107,20 @@ def test_a_frame_of_too_many_segments_is_refused_and_nothing_more_followed() -> 
     cursor = FrameCursor()
     cursor.feed(memoryview(struct.pack("<I", 100_000) + b"\0" * 64))
     assert cursor.refused and cursor.feed(memoryview(b"".join(frame(b"x" * 8)))) == 0
+
+
+async def test_after_its_last_write_the_connection_reads_on_to_see_the_peers_end() -> None:
+    # After a peer's Abort the RPC system reads nothing more: reading on is what lets the
+    # peer's FIN or reset close the connection.
+    real, transport = wrapped()
+    transport.write_eof()
+    assert real.eof and real.reading and not real.aborted
+
+
+async def test_a_peer_already_gone_at_the_last_write_ends_the_connection() -> None:
+    # Its reset came first, so shutting the write side fails: the connection ends at once
+    # instead of waiting for a send that will never come.
+    real, transport = wrapped()
+    real.reset = True
+    transport.write_eof()
+    assert real.aborted

@@ -108,8 +108,17 @@ class _WholeFrames:
             self._transport.write(b"".join(held))
 
     def write_eof(self) -> None:
+        # The RPC system shuts its writing only as the connection ends, after a peer's Abort,
+        # say, and reads nothing more then. The peer may be gone already (asyncio's write_eof
+        # raises ENOTCONN after a reset): the connection ends here, as a failed send would end
+        # it. Otherwise reading on lets the peer's own end (its FIN, or a reset) close it.
         self.flush()
-        self._transport.write_eof()
+        try:
+            self._transport.write_eof()
+        except OSError:
+            self._transport.abort()
+            return
+        self._transport.resume_reading()
 
     def close(self) -> None:
         self.flush()
