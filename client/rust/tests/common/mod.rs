@@ -20,11 +20,17 @@ pub const EASY: &str = "distinct.smt2"; // unsat in milliseconds
 pub const REFUTABLE: &str = "satisfiable.smt2"; // sat in milliseconds
 pub const HARD: &str = "pigeonhole-12.smt2"; // z3 and cvc5 run for minutes
 
+/// This crate's directory, as `cargo test` gives it when the tests run: a test binary reused
+/// from another checkout (a shared target directory) still reads this checkout's files.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Reads a file of the repository's `samples/`.
 pub fn sample(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../samples")
-        .join(name);
+    let path = crate_dir().join("../../samples").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -300,7 +306,7 @@ fn proofrace_bin() -> PathBuf {
             }
         }
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/proofrace");
+    let venv = crate_dir().join("../../.venv/bin/proofrace");
     assert!(
         venv.is_file(),
         "no proofrace server: set PROOFRACE_ADDR, or PROOFRACE_BIN, or put `proofrace` on \
