@@ -34,10 +34,11 @@ from proofrace.race.plan import Plan
 from proofrace.race.race import Race
 from proofrace.wire.calls import rpc_method
 from proofrace.wire.connection import Connection
+from proofrace.wire.promises import call_task
 from proofrace.wire.remote import RemoteWorker, WorkerDirectory, WorkerInfo
 from proofrace.wire.worker_server import WorkerServer
 
-from fakes import FakeBackend, RecordingObserver, Script, proved
+from fakes import FakeBackend, RecordingObserver, Script, proved, until
 
 PROBLEM = Problem(b"(check-sat)", Format.SMTLIB2)
 
@@ -54,7 +55,9 @@ class Link:
 
 
 @contextlib.asynccontextmanager
-async def linked(backend: FakeBackend) -> AsyncIterator[Link]:
+async def linked(
+    backend: FakeBackend, worker_class: type[WorkerServer] = WorkerServer
+) -> AsyncIterator[Link]:
     async with capnp.kj_loop():
         dispatcher_sock, worker_sock = socket.socketpair()
         worker_stream = await capnp.AsyncIoStream.create_unix_connection(sock=worker_sock)
@@ -63,7 +66,7 @@ async def linked(backend: FakeBackend) -> AsyncIterator[Link]:
         connection = Connection(worker_sock, "test")
         observer = RecordingObserver()
         undelivered: list[str] = []
-        worker = WorkerServer(backend, info, observer, connection, undelivered.append)
+        worker = worker_class(backend, info, observer, connection, undelivered.append)
         connection.on_close(worker.connection_lost)
         server = capnp.TwoPartyServer(worker_stream, bootstrap=worker)
         client = capnp.TwoPartyClient(dispatcher_stream)
@@ -116,6 +119,44 @@ async def test_preemption_crosses_the_wire_and_the_worker_reaps_first() -> None:
     # The worker was told the real reason (Worker.stop) before the call was cancelled.
     assert backend.stops["cvc5"] == reason
     assert result.message.startswith("on worker w1; its own stop took")
+    assert not backend.running
+
+
+async def test_an_answer_that_crosses_the_stop_on_the_wire_is_still_read() -> None:
+    release = asyncio.Event()
+    backend = FakeBackend({"z3": Script(proved("z3"), release=release)})
+    async with linked(backend) as link:
+        scope = CancelScope()
+        running = run(link, "z3", scope)
+        await backend.attempt_started.wait()
+        release.set()  # z3 answers...
+        await until(lambda: not backend.running)
+        scope.cancel(CancelReason(CancelCause.CLIENT, "too late"))  # ...as the stop leaves
+        result = await running
+    # The worker's own answer, read from its call: not a worker lost for want of a report.
+    assert result.outcome is AttemptOutcome.PROVED
+
+
+class OlderWorker(WorkerServer):
+    """A worker from before `Worker.stop`: only a cancelled call stops its attempt."""
+
+    @rpc_method
+    async def stop(self, attemptId: str, reason: Any, _context: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no Worker.stop in this version")
+
+
+async def test_a_worker_without_stop_is_stopped_by_cancelling_its_call() -> None:
+    backend = FakeBackend({"cvc5": Script()})
+    async with linked(backend, OlderWorker) as link:
+        scope = CancelScope()
+        running = run(link, "cvc5", scope)
+        await backend.attempt_started.wait()
+        reason = CancelReason(CancelCause.PREEMPTED, "preempted by z3")
+        scope.cancel(reason)
+        result = await running
+    assert result.outcome is AttemptOutcome.CANCELLED and result.stop is not None
+    assert result.stop.reason == reason  # the dispatcher's reason, its answer read from `ended`
+    assert backend.stops["cvc5"].cause is CancelCause.CLIENT  # all such a worker learns
     assert not backend.running
 
 
@@ -187,7 +228,7 @@ class BrokenEvents(schema.load().AttemptEvents.Server):  # type: ignore[misc]
 
 
 async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_counted() -> None:
-    backend = FakeBackend({"z3": Script(proved("z3"))})
+    backend = FakeBackend({"z3": Script()})
     async with linked(backend) as link:
         request = link.capability.run_request()
         attempt = request.init("attempt")
@@ -195,7 +236,10 @@ async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_
         attempt.solveId, attempt.attemptId = "s1", "s1.0"
         request.events = BrokenEvents()
         with capture_logs() as logs:
-            await request.send()
+            call = call_task(request.send())
+            await backend.attempt_started.wait()
+            call.cancel()  # the call's answer can no longer travel: the worker sends `ended`
+            await until(lambda: len(link.undelivered) == 2, turns=100_000)
             await link.worker.drain(CancelReason(CancelCause.SHUTDOWN))
     assert sorted(link.undelivered) == ["ended", "started"]
     failures = [e for e in logs if e["event"] == "worker.event_undelivered"]

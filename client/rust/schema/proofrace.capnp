@@ -278,24 +278,27 @@ struct ProverInfo {
 
 interface Worker {
   run @0 (attempt :AttemptRequest, events :AttemptEvents) -> (result :Attempt);
-  # Runs one attempt to its end on the worker's machine. Cancelling this call preempts it:
-  # the worker kills the attempt's process group, reaps it, then reports `events.ended`.
-  # If the connection dies, the worker stops every attempt it runs for it.
+  # Runs one attempt to its end on the worker's machine, and answers with it, stopped or
+  # not. `stop` preempts it: the worker kills the attempt's process group, reaps it, and this
+  # call answers. Cancelling the call preempts it too (a dispatcher without `stop` does so),
+  # and then the answer travels as `events.ended`. If the connection dies, the worker stops
+  # every attempt it runs for it.
 
   info @1 () -> (info :WorkerInfo);
 
   stop @2 (attemptId :Text, reason :CancelReason) -> ();
-  # Sent just before the dispatcher cancels a `run` call: tells the worker the real reason
-  # (deadline, preemption by a named winner, ...) so its metrics and logs carry it.
+  # Preempts the attempt, with the real reason (deadline, preemption by a named winner, ...)
+  # for the worker's metrics and logs; its `run` call then answers with the stopped attempt.
 }
 
 interface AttemptEvents {
   # Sent by a worker about one attempt, to the dispatcher that asked for it.
   started @0 (pid :UInt32) -> ();
   ended @1 (result :Attempt) -> ();
-  # Once the attempt's process is reaped, however it ended: the answer of a cancelled `run`
-  # call travels this way. For a stopped attempt, `result.stop.latencyUs` is the worker's own
-  # latency, from the cancellation reaching it to the process reaped.
+  # Once the attempt's process is reaped: the answer of a `run` call that was cancelled, and
+  # of every attempt a draining worker ends (its drain waits for these to be answered). A
+  # call that answers needs no event otherwise. For a stopped attempt, `result.stop.latencyUs`
+  # is the worker's own latency, from the stop reaching it to the process reaped.
 }
 
 interface Registration {

@@ -1,16 +1,20 @@
 """The dispatcher's side of remote workers: a worker capability used as a Backend.
 
-Preemption crosses the network by cancelling the in-flight `Worker.run` call. The worker's
-coroutine receives the cancellation, kills and reaps the process group, and reports back on
-the `AttemptEvents` capability passed with the call. The dispatcher's latency for the attempt
-is therefore trigger to that report: the whole cross-host path. The worker measures its own
-part (cancellation received to reaped) and sends it along.
+Preemption crosses the network as `Worker.stop(attemptId, reason)`: the worker kills and
+reaps the attempt's process group, and the `run` call answers with the stopped attempt, as it
+answers any other. So an attempt costs two calls (`run`, and the worker's `started` event),
+and an answer that crosses a stop on the wire is still read. The `run` call is cancelled only
+when the stop cannot be delivered (an older worker without `stop`), when it is not confirmed
+in time, or when the dispatcher itself tears down; the worker then reports through the
+`ended` event instead (as a draining worker does for every attempt it ends, so that its exit
+waits for the answer to be taken). The dispatcher's latency for the attempt is trigger to
+that answer: the whole cross-host path. The worker measures its own part (stop received to
+reaped) and sends it along.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 import weakref
@@ -137,17 +141,19 @@ class RemoteWorker:
         self._tail_bytes = tail_bytes
         self._telling: set[asyncio.Task[None]] = set()
 
-    def _tell_stop(self, attempt_id: str, reason: CancelReason) -> None:
-        """`Worker.stop`, sent just before the `run` call is cancelled, so that the worker's
-        metrics and logs carry the real reason. A worker without `stop` (an older one) files
-        the stop under `client`; nothing else changes, so its failure is ignored."""
+    def _tell_stop(self, attempt_id: str, reason: CancelReason, call: asyncio.Future[Any]) -> None:
+        """`Worker.stop`: the worker stops the attempt, with the real reason in its metrics and
+        logs, and `run` answers. If the stop cannot be delivered (a worker without `stop`, an
+        older one), the call is cancelled instead, which such a worker files under `client`."""
         request = self._worker.stop_request()
         request.attemptId = attempt_id
         convert.write_reason(request.init("reason"), reason)
 
         async def deliver() -> None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(call_task(request.send()), self._confirm_s)
+            except Exception:
+                call.cancel()
 
         task = asyncio.ensure_future(deliver())
         self._telling.add(task)
@@ -193,28 +199,40 @@ class RemoteWorker:
         started_ns = time.monotonic_ns()
         call = call_task(request.send())
 
-        # Preempt: the worker first learns why, then cancelling the call reaches its coroutine.
+        # Preempt: the worker is told to stop, and `run` answers with the stopped attempt. A
+        # stop not answered within the grace period and the confirmation time cancels the call.
         # Done in the scope's callback, so no second task or wait set is needed per attempt.
-        def preempt(reason: CancelReason) -> None:
-            self._tell_stop(progress.attempt_id, reason)
+        overdue: list[asyncio.TimerHandle] = []
+        unconfirmed = False
+
+        def give_up() -> None:
+            nonlocal unconfirmed
+            unconfirmed = True
             call.cancel()
+
+        def preempt(reason: CancelReason) -> None:
+            progress.stopping()
+            self._tell_stop(progress.attempt_id, reason, call)
+            overdue.append(loop.call_later(self._grace_s + self._confirm_s, give_up))
 
         remove = scope.on_cancel(preempt)
         try:
             # Waits for the call however it ends, without raising its error: `_finished` reads
-            # that from `call`. A preemption cancels `call` and ends this wait too.
+            # that from `call`.
             await asyncio.wait({call})
         except asyncio.CancelledError:
             call.cancel()  # torn down from above: the worker stops the attempt
             raise
         finally:
             remove()
+            for timer in overdue:
+                timer.cancel()
         if not call.cancelled():
-            return self._finished(prover, call, ended, started_ns)
-        progress.stopping()
-        assert scope.reason is not None
-        trigger = scope.called_ns or time.monotonic_ns()
+            return self._as_stopped(self._finished(prover, call, ended, started_ns), scope)
         try:
+            if unconfirmed and not ended.done():
+                raise TimeoutError
+            # The stop could not be delivered (an older worker): its answer comes as `ended`.
             remote = await asyncio.wait_for(ended, self._grace_s + self._confirm_s)
         except TimeoutError:
             _log.warning(
@@ -230,11 +248,16 @@ class RemoteWorker:
                 elapsed_ns=time.monotonic_ns() - started_ns,
                 worker=self.info.name,
             )
-        remote = self._own(prover, remote)
-        if remote.stop is None:
-            return remote  # it ended on its own before the cancellation reached it
-        now = time.monotonic_ns()
-        stop = Stop(scope.reason, latency_ns=now - trigger, escalated=remote.stop.escalated)
+        return self._as_stopped(self._own(prover, remote), scope)
+
+    def _as_stopped(self, remote: AttemptResult, scope: CancelScope) -> AttemptResult:
+        """A stopped attempt as the worker answered it, under the dispatcher's reason and with
+        its latency (trigger to this answer); the worker's own part goes in the message."""
+        if remote.stop is None or scope.reason is None:
+            return remote  # not stopped, or it ended on its own before the stop reached it
+        trigger = scope.called_ns or time.monotonic_ns()
+        latency = time.monotonic_ns() - trigger
+        stop = Stop(scope.reason, latency_ns=latency, escalated=remote.stop.escalated)
         own = remote.stop.latency_ns // 1000
         return replace(
             remote,

@@ -112,19 +112,25 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         try:
             result = await asyncio.shield(task)
         except asyncio.CancelledError:
-            # The dispatcher cancelled the call, or its connection died: preempt and report.
+            # The dispatcher cancelled the call, or its connection died: preempt, and report
+            # through `ended`, since the call's own answer can no longer travel.
             scope.cancel(
                 _DISCONNECTED
                 if self.connection.is_closed()
                 else CancelReason(CancelCause.CLIENT, "the dispatcher cancelled the call")
             )
             result = await outlast(task)
+            self._ended(events, solve_id, attempt_id, result)
             raise
         finally:
             self._running.pop(scope, None)
             self._scopes.pop(attempt_id, None)
-            if task.done() and not task.cancelled() and task.exception() is None:
-                self._ended(events, solve_id, attempt_id, task.result())
+        if self._closing is not None:
+            # Draining: the worker exits once its reports are answered, so the answer travels
+            # as `ended` too, whose delivery the drain awaits.
+            self._ended(events, solve_id, attempt_id, result)
+        else:
+            self._observer.attempt_finished(solve_id, attempt_id, result)
         convert.write_attempt(_context.results.init("result"), result)
 
     def connection_lost(self) -> None:
