@@ -18,7 +18,7 @@ import structlog
 from proofrace.backends.registry import Registry, RegistryError, parse
 from proofrace.backends.verdicts import Finding, OutputScanner, Rule
 from proofrace.config import ConfigError, Settings
-from proofrace.core.cancel import CancelScope, at_trigger_end
+from proofrace.core.cancel import CancelScope
 from proofrace.core.formats import detect
 from proofrace.core.model import (
     Answer,
@@ -74,27 +74,6 @@ def test_a_callback_registered_late_runs_at_once_and_removed_ones_never() -> Non
     scope.cancel(CLIENT)
     scope.on_cancel(lambda _r: calls.append("late"))
     assert calls == ["late"]
-
-
-def test_work_at_the_trigger_end_runs_once_every_descendant_was_told() -> None:
-    # A backend reaps all the processes one cancel killed in a single wait: that wait must
-    # come after the last sibling's signal, not after the first.
-    parent = CancelScope()
-    children = [parent.child() for _ in range(3)]
-    told: list[int] = []
-    seen_at_end: list[list[int]] = []
-    assert not at_trigger_end(lambda: seen_at_end.append([]))  # no cancel running: not taken
-
-    def tell(i: int) -> None:
-        told.append(i)
-        if i == 0:
-            assert at_trigger_end(lambda: seen_at_end.append(list(told)))
-
-    for i, child in enumerate(children):
-        child.on_cancel(lambda _r, i=i: tell(i))
-    parent.cancel(CLIENT)
-    assert seen_at_end == [[0, 1, 2]]
-    assert not at_trigger_end(lambda: None)
 
 
 def test_wait_wakes_on_cancel() -> None:

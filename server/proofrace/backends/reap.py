@@ -6,10 +6,11 @@
 - A process sent SIGKILL still needs a CPU to die. While eight provers hold both cores, a
   loop woken once per exit, running whatever else is ready in between, takes that CPU from
   the ones still dying: their deaths then spread over about 5 ms, where a bare kill loop
-  that sleeps in `waitpid` sees all eight gone in 2. So the processes one cancel kills are
-  reaped by a single wait on all their pidfds as soon as its last signal is out, inside the
-  cancel's own call (`at_trigger_end`), as a bare loop would. (A kill no cancel sent, at a
-  teardown or an escalation, is reaped so in the next loop turn.) The wait is bounded by
+  that sleeps in `waitpid` sees all eight gone in 2. So the processes killed in one loop turn
+  (by one cancel, or by several: a worker told to stop four attempts, a client gone with
+  many solves) are reaped together at the start of the next, by a single wait on all their
+  pidfds, as a bare loop would. Reaping each trigger's processes at once instead would kill
+  and wait, kill and wait: the deaths would queue up. The wait is bounded by
   `KILLED_WAIT_S`: a process that a SIGKILL does not end at once (stuck in the kernel, in
   uninterruptible sleep) is left to its readiness callback, and the loop is never held
   longer than that.
@@ -28,7 +29,6 @@ import time
 import weakref
 
 from proofrace.backends.watchdog import OrphanGuard
-from proofrace.core.cancel import at_trigger_end
 
 # The longest the loop waits for killed processes to die before it serves anything else.
 KILLED_WAIT_S = 0.01
@@ -91,8 +91,8 @@ class Watch:
 
 
 class _Killed:
-    """The watches of processes killed by one trigger (or in one loop turn), per event loop,
-    reaped together."""
+    """The watches of processes killed in this loop turn, per event loop, reaped together in
+    the next."""
 
     def __init__(self) -> None:
         self._batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Watch]] = (
@@ -104,10 +104,7 @@ class _Killed:
         batch = self._batches.get(loop)
         if batch is None:
             batch = self._batches[loop] = []
-            # Reaped as soon as the trigger's every signal is out; a kill that no cancel
-            # sent (a teardown, an escalation) waits for the next turn, with the others.
-            if not at_trigger_end(lambda: self._reap(loop, batch)):
-                loop.call_soon(self._reap, loop, batch)
+            loop.call_soon(self._reap, loop, batch)
         batch.append(watch)
 
     def _reap(self, loop: asyncio.AbstractEventLoop, batch: list[Watch]) -> None:

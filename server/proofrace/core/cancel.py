@@ -5,9 +5,7 @@ instant it was *called*; whoever acts on it (a backend killing a process) measur
 *took effect*. The difference is the preemption latency.
 
 Callbacks run synchronously inside `cancel()`, so a backend can send its signal in the same
-call stack as the trigger instead of waiting for the event loop to schedule a task. Work that
-should wait until every callback of the trigger has run (reaping all the processes one cancel
-killed, in one wait) is handed to `at_trigger_end`.
+call stack as the trigger instead of waiting for the event loop to schedule a task.
 """
 
 from __future__ import annotations
@@ -22,22 +20,6 @@ from proofrace.core.model import CancelReason
 
 Callback = Callable[[CancelReason], None]
 T = TypeVar("T")
-
-
-class _Trigger:
-    """The outermost `cancel()` running now, if any, and what waits for its end."""
-
-    depth = 0
-    at_end: list[Callable[[], None]] = []
-
-
-def at_trigger_end(action: Callable[[], None]) -> bool:
-    """Run `action` once the outermost `cancel()` now running (with its children's) has run
-    every callback, and return True. Return False, doing nothing, if no cancel is running."""
-    if _Trigger.depth == 0:
-        return False
-    _Trigger.at_end.append(action)
-    return True
 
 
 class CancelScope:
@@ -82,19 +64,12 @@ class CancelScope:
         self._reason = reason
         self._called_ns = at_ns if at_ns is not None else time.monotonic_ns()
         callbacks, self._callbacks = list(self._callbacks.values()), {}
-        _Trigger.depth += 1
-        try:
-            for callback in callbacks:
-                callback(reason)
-        finally:
-            _Trigger.depth -= 1
+        for callback in callbacks:
+            callback(reason)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(reason)
         self._waiters.clear()
-        if _Trigger.depth == 0:
-            while _Trigger.at_end:
-                _Trigger.at_end.pop(0)()
         return True
 
     def on_cancel(self, callback: Callback) -> Callable[[], None]:
