@@ -148,10 +148,11 @@ class RemoteWorker:
         request = self._worker.stop_request()
         request.attemptId = attempt_id
         convert.write_reason(request.init("reason"), reason)
+        sent = call_task(request.send())  # leaves now, in the trigger's own call stack
 
         async def deliver() -> None:
             try:
-                await asyncio.wait_for(call_task(request.send()), self._confirm_s)
+                await asyncio.wait_for(sent, self._confirm_s)
             except Exception:
                 call.cancel()
 
