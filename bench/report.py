@@ -460,11 +460,13 @@ def _floor(out: Path) -> list[str]:
     if not floor.exists():
         return []
     _title, _, body = floor.read_text().partition("\n")
+    # Its sections go one level down, under this report's section 5.
+    lines = [f"#{line}" if line.startswith("#") else line for line in body.strip().splitlines()]
     return [
         "## 5. The floor: preemption and fixed cost against bare loops",
         "",
         "From separate runs of `python bench/core.py`, kept in [`floor.md`](floor.md):",
-        body.strip(),
+        *lines,
         "",
     ]
 
