@@ -8,7 +8,7 @@
   the ones still dying: their deaths then spread over about 5 ms, where a bare kill loop
   that sleeps in `waitpid` sees all eight gone in 2. So the processes killed in one loop turn
   (by one cancel, or by several: a worker told to stop four attempts, a client gone with
-  many solves) are reaped together at the start of the next, by a single wait on all their
+  many solves) are reaped together in the next, by a single wait on all their
   pidfds, as a bare loop would. Reaping each trigger's processes at once instead would kill
   and wait, kill and wait: the deaths would queue up. The wait is bounded by
   `KILLED_WAIT_S`: a process that a SIGKILL does not end at once (stuck in the kernel, in
