@@ -105,19 +105,28 @@ async def test_a_remote_answer_comes_back_whole() -> None:
     assert result.exit.code == 0
 
 
-async def test_preemption_crosses_the_wire_and_the_worker_reaps_first() -> None:
+PREEMPTED = CancelReason(CancelCause.PREEMPTED, "preempted by z3")
+
+
+async def preempted(
+    worker_class: type[WorkerServer] = WorkerServer,
+) -> tuple[FakeBackend, AttemptResult]:
+    """A cvc5 attempt on the worker, preempted by the dispatcher once it runs."""
     backend = FakeBackend({"cvc5": Script()})
-    async with linked(backend) as link:
+    async with linked(backend, worker_class) as link:
         scope = CancelScope()
         running = run(link, "cvc5", scope)
         await backend.attempt_started.wait()
-        reason = CancelReason(CancelCause.PREEMPTED, "preempted by z3")
-        scope.cancel(reason)
-        result = await running
+        scope.cancel(PREEMPTED)
+        return backend, await running
+
+
+async def test_preemption_crosses_the_wire_and_the_worker_reaps_first() -> None:
+    backend, result = await preempted()
     assert result.outcome is AttemptOutcome.CANCELLED and result.stop is not None
-    assert result.stop.reason == reason  # the dispatcher's reason, not the worker's view
-    # The worker was told the real reason (Worker.stop) before the call was cancelled.
-    assert backend.stops["cvc5"] == reason
+    assert result.stop.reason == PREEMPTED  # the dispatcher's reason, not the worker's view
+    # The worker was told the real reason (Worker.stop), and its call answered.
+    assert backend.stops["cvc5"] == PREEMPTED
     assert result.message.startswith("on worker w1; its own stop took")
     assert not backend.running
 
@@ -146,16 +155,9 @@ class OlderWorker(WorkerServer):
 
 
 async def test_a_worker_without_stop_is_stopped_by_cancelling_its_call() -> None:
-    backend = FakeBackend({"cvc5": Script()})
-    async with linked(backend, OlderWorker) as link:
-        scope = CancelScope()
-        running = run(link, "cvc5", scope)
-        await backend.attempt_started.wait()
-        reason = CancelReason(CancelCause.PREEMPTED, "preempted by z3")
-        scope.cancel(reason)
-        result = await running
+    backend, result = await preempted(OlderWorker)
     assert result.outcome is AttemptOutcome.CANCELLED and result.stop is not None
-    assert result.stop.reason == reason  # the dispatcher's reason, its answer read from `ended`
+    assert result.stop.reason == PREEMPTED  # the dispatcher's reason; the answer, from `ended`
     assert backend.stops["cvc5"].cause is CancelCause.CLIENT  # all such a worker learns
     assert not backend.running
 
