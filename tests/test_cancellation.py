@@ -107,7 +107,8 @@ def test_real_provers_race_and_the_loser_never_reads_as_a_failure(
 
     outcome = run(scenario())
     assert outcome.verdict is Verdict.PROVED
-    assert outcome.winner in ("cadical", "minisat")
+    assert outcome.winner in {a.prover for a in outcome.attempts}  # whichever default was first
+    assert len(outcome.attempts) >= 2
     for attempt in outcome.attempts:
         if attempt.prover == outcome.winner:
             assert attempt.outcome is AttemptOutcome.PROVED
