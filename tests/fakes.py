@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from proofrace.backends.base import not_started, stopped_outcome
 from proofrace.core.cancel import CancelScope
@@ -62,6 +62,7 @@ class FakeBackend:
     running: set[str] = field(default_factory=set)  # attempts between start and return
     stops: dict[str, CancelReason] = field(default_factory=dict)
     attempt_started: asyncio.Event = field(default_factory=asyncio.Event)
+    attempt_returned: asyncio.Event = field(default_factory=asyncio.Event)
 
     def catalog(self) -> list[ProverInfo]:
         return [
@@ -91,6 +92,7 @@ class FakeBackend:
             return await self._until_answer_or_cancel(prover, script, scope)
         finally:
             self.running.discard(prover)
+            self.attempt_returned.set()
 
     async def _until_answer_or_cancel(
         self, prover: str, script: Script, scope: CancelScope
@@ -122,6 +124,26 @@ async def until(condition: Callable[[], bool], turns: int = 100) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError(f"still false after {turns} loop turns")
+
+
+T = TypeVar("T")
+
+
+class Noted(list[T]):
+    """A list whose growth can be awaited: what a callback reports, as it comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = asyncio.Event()
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        self._changed.set()
+
+    async def reaching(self, count: int = 1) -> None:
+        while len(self) < count:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 def _set() -> asyncio.Event:

@@ -25,10 +25,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
+        self.written = asyncio.Event()
         self.closed = self.eof = self.reading = self.aborted = self.reset = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
+        self.written.set()
 
     def close(self) -> None:
         self.closed = True
@@ -80,7 +82,7 @@ async def test_an_unfinished_frame_still_leaves_on_the_next_turn_and_at_close() 
     table, body = frame(b"z" * 16)
     transport.write(table)
     assert real.writes == []
-    await asyncio.sleep(0)  # one loop turn, nothing else to wait for
+    await real.written.wait()  # on the loop's next turn, with no more of the frame
     assert real.writes == [table]
     transport.write(body[:8])
     transport.close()

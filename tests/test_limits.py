@@ -129,7 +129,7 @@ def test_a_reader_that_never_reads_is_dropped_and_memory_stays_bounded(
     before = rss_mib(limited)
     proxy = DeafProxy(limited)
 
-    async def flood() -> None:
+    async def flood() -> dict[str, Any]:
         host, _, port = proxy.address.rpartition(":")
         stream = await capnp.AsyncIoStream.create_connection(host, int(port))
         rpc = capnp.TwoPartyClient(stream)
@@ -138,16 +138,21 @@ def test_a_reader_that_never_reads_is_dropped_and_memory_stays_bounded(
         pending = []
         for _ in range(20):
             pending += [dispatcher.provers() for _ in range(1000)]
-            await asyncio.sleep(0.05)  # let the calls leave
-        await asyncio.sleep(0.5)
+            # The attack's pace, not a wait: 1,000 calls per 50 ms. Sent all at once, the
+            # server would drop the peer for a stalled message before any answer piled up.
+            await asyncio.sleep(0.05)
+        # Open until the server drops it, as such a peer would stay.
+        event = await asyncio.to_thread(
+            limited.wait_for_event,
+            lambda e: e["event"] in ("connection.dropped", "connection.write_stalled"),
+            30,
+        )
         rpc.close()
         del pending
+        return event
 
     try:
-        run(flood())
-        dropped = limited.wait_for_event(
-            lambda e: e["event"] in ("connection.dropped", "connection.write_stalled"), timeout=30
-        )
+        dropped = run(flood())
         peak = rss_mib(limited)
     finally:
         proxy.close()

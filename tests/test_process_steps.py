@@ -21,6 +21,8 @@ from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope
 from proofrace.core.model import CancelCause, CancelReason
 
+from fakes import Noted
+
 LIMITS = Limits(cpu_seconds=30, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
 
 
@@ -38,16 +40,7 @@ class Guard:
         self.unregistered.append(pgid)
 
 
-class Pids(list[int]):
-    """The pids spawned, and an event for the first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spawned = asyncio.Event()
-
-    def append(self, pid: int) -> None:
-        super().append(pid)
-        self.spawned.set()
+Pids = Noted[int]  # the pids spawned, as they come
 
 
 def gone(pid: int) -> bool:
@@ -79,7 +72,7 @@ async def start(
 async def test_a_process_is_preempted_and_reaped(tmp_path: Path) -> None:
     guard, pids, scope = Guard(), Pids(), CancelScope()
     running = asyncio.ensure_future(start(tmp_path, scope, guard, pids, ["sleep", "30"]))
-    await pids.spawned.wait()
+    await pids.reaching()
     scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
     report = await running
     assert report.preemption is not None and report.preemption.reason.cause is CancelCause.CLIENT
@@ -92,11 +85,55 @@ async def test_a_prover_that_asks_for_sigterm_gets_it(tmp_path: Path) -> None:
     guard, pids, scope = Guard(), Pids(), CancelScope()
     gentle = replace(LIMITS, stop_signal=signal.SIGTERM)
     running = asyncio.ensure_future(start(tmp_path, scope, guard, pids, ["sleep", "30"], gentle))
-    await pids.spawned.wait()
+    await pids.reaching()
     scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
     report = await running
     assert report.exit.signal == signal.SIGTERM and gone(pids[0])
     assert report.preemption is not None and report.preemption.escalated is False
+
+
+class Sleepers:
+    """Four `sleep 30` processes supervised under one scope. `seen` holds what the first
+    supervising task to go on after its reap found: which of the four were reaped."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.scope, self.guard, self.pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
+        self.seen: list[list[bool]] = []
+        self._tmp_path = tmp_path
+        self.running: list[asyncio.Future[process.ProcessReport]] = []
+
+    async def start(self) -> None:
+        sleepers = self
+
+        class Output(OutputScanner):
+            def close(self) -> None:  # the supervising task's first step after the reap
+                sleepers.seen.append(sleepers.gone())
+                super().close()
+
+        self.running = [
+            asyncio.ensure_future(
+                supervise(
+                    ["sleep", "30"],
+                    cwd=self._tmp_path,
+                    env={"PATH": os.environ["PATH"]},
+                    limits=LIMITS,
+                    scope=self.scope.child(),
+                    output=Output([], 1024),
+                    guard=self.guard,  # type: ignore[arg-type]
+                    on_spawn=p.append,
+                    on_stopping=lambda: None,
+                )
+            )
+            for p in self.pids
+        ]
+        for p in self.pids:
+            await p.reaching()
+
+    def gone(self) -> list[bool]:
+        return [gone(p[0]) for p in self.pids]
+
+    async def reports(self) -> list[process.ProcessReport]:
+        return await asyncio.gather(*self.running)
 
 
 async def test_every_exit_seen_in_one_loop_turn_is_reaped_before_any_task_goes_on(
@@ -105,64 +142,35 @@ async def test_every_exit_seen_in_one_loop_turn_is_reaped_before_any_task_goes_o
     # Four processes are killed and the loop is held until all four have exited, so it sees
     # the four exits in one turn. Whichever supervising task then goes on first must find all
     # four already reaped: each readiness callback reaps, the tasks only account afterwards.
-    scope, guard, pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
-    seen: list[list[bool]] = []
-
-    class Output(OutputScanner):
-        def close(self) -> None:  # the supervising task's first step after the reap
-            seen.append([gone(p[0]) for p in pids])
-            super().close()
-
-    async def one(p: Pids) -> process.ProcessReport:
-        return await supervise(
-            ["sleep", "30"],
-            cwd=tmp_path,
-            env={"PATH": os.environ["PATH"]},
-            limits=LIMITS,
-            scope=scope.child(),
-            output=Output([], 1024),
-            guard=guard,  # type: ignore[arg-type]
-            on_spawn=p.append,
-            on_stopping=lambda: None,
-        )
-
-    running = [asyncio.ensure_future(one(p)) for p in pids]
-    for p in pids:
-        await p.spawned.wait()
-    fds = [os.pidfd_open(p[0]) for p in pids]
-    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))  # SIGKILL leaves here
+    sleepers = Sleepers(tmp_path)
+    await sleepers.start()
+    fds = [os.pidfd_open(p[0]) for p in sleepers.pids]
+    sleepers.scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))  # SIGKILL leaves here
     waiting = set(fds)
     while waiting:  # the loop is held on purpose until every process has exited
         waiting -= set(select.select(list(waiting), [], [])[0])
     for fd in fds:
         os.close(fd)
-    reports = await asyncio.gather(*running)
-    assert seen[0] == [True] * 4
+    reports = await sleepers.reports()
+    assert sleepers.seen[0] == [True] * 4
     assert all(r.exit.signal == signal.SIGKILL for r in reports)
 
 
 async def test_the_processes_killed_in_one_turn_are_all_reaped_in_one_wait_in_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # One loop turn after the cancel, all four are reaped: one wait took the four deaths,
-    # before any supervising task went on (the bound is raised here so that a loaded machine
-    # cannot outlast it).
+    # Nothing holds the loop here: the reap itself waits for all four deaths, so whichever
+    # supervising task goes on first finds all four reaped (the bound is raised so that a
+    # loaded machine cannot outlast it).
     monkeypatch.setattr(reap, "KILLED_WAIT_S", 30.0)
-    scope, guard, pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
-    running = [
-        asyncio.ensure_future(start(tmp_path, scope.child(), guard, p, ["sleep", "30"]))
-        for p in pids
-    ]
-    for p in pids:
-        await p.spawned.wait()
-    scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
-    assert not any(gone(p[0]) for p in pids)  # killed, not yet reaped
-    await asyncio.sleep(0)  # one loop turn
-    assert [gone(p[0]) for p in pids] == [True] * 4
-    assert not any(r.done() for r in running)
-    reports = await asyncio.gather(*running)
+    sleepers = Sleepers(tmp_path)
+    await sleepers.start()
+    sleepers.scope.cancel(CancelReason(CancelCause.CLIENT, "stop"))
+    assert not any(sleepers.gone())  # killed, not yet reaped
+    reports = await sleepers.reports()
+    assert sleepers.seen[0] == [True] * 4
     assert all(r.exit.signal == signal.SIGKILL for r in reports)
-    assert sorted(guard.unregistered) == sorted(p[0] for p in pids)
+    assert sorted(sleepers.guard.unregistered) == sorted(p[0] for p in sleepers.pids)
 
 
 async def test_when_pidfd_open_fails_the_process_is_still_reaped(
@@ -205,7 +213,7 @@ async def test_when_the_spawn_hook_fails_the_process_is_still_reaped(tmp_path: P
 async def test_a_supervising_task_torn_down_still_reaps(tmp_path: Path) -> None:
     guard, pids = Guard(), Pids()
     running = asyncio.ensure_future(start(tmp_path, CancelScope(), guard, pids, ["sleep", "30"]))
-    await pids.spawned.wait()
+    await pids.reaching()
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running

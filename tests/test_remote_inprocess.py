@@ -38,7 +38,7 @@ from proofrace.wire.promises import call_task
 from proofrace.wire.remote import RemoteWorker, WorkerDirectory, WorkerInfo
 from proofrace.wire.worker_server import WorkerServer
 
-from fakes import FakeBackend, RecordingObserver, Script, proved, until
+from fakes import FakeBackend, Noted, RecordingObserver, Script, proved
 
 PROBLEM = Problem(b"(check-sat)", Format.SMTLIB2)
 
@@ -51,7 +51,7 @@ class Link:
     observer: RecordingObserver  # the worker's own telemetry
     close: Any  # cut the link from the worker's side
     capability: Any  # the dispatcher's reference to the worker
-    undelivered: list[str]  # events the worker could not deliver
+    undelivered: Noted[str]  # events the worker could not deliver
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +65,7 @@ async def linked(
         info = WorkerInfo("w1", tuple(backend.catalog()), slots=4)
         connection = Connection(worker_sock, "test")
         observer = RecordingObserver()
-        undelivered: list[str] = []
+        undelivered: Noted[str] = Noted()
         worker = worker_class(backend, info, observer, connection, undelivered.append)
         connection.on_close(worker.connection_lost)
         server = capnp.TwoPartyServer(worker_stream, bootstrap=worker)
@@ -139,7 +139,7 @@ async def test_an_answer_that_crosses_the_stop_on_the_wire_is_still_read() -> No
         running = run(link, "z3", scope)
         await backend.attempt_started.wait()
         release.set()  # z3 answers...
-        await until(lambda: not backend.running)
+        await backend.attempt_returned.wait()
         scope.cancel(CancelReason(CancelCause.CLIENT, "too late"))  # ...as the stop leaves
         result = await running
     # The worker's own answer, read from its call: not a worker lost for want of a report.
@@ -241,7 +241,7 @@ async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_
             call = call_task(request.send())
             await backend.attempt_started.wait()
             call.cancel()  # the call's answer can no longer travel: the worker sends `ended`
-            await until(lambda: len(link.undelivered) == 2, turns=100_000)
+            await link.undelivered.reaching(2)
             await link.worker.drain(CancelReason(CancelCause.SHUTDOWN))
     assert sorted(link.undelivered) == ["ended", "started"]
     failures = [e for e in logs if e["event"] == "worker.event_undelivered"]
