@@ -294,6 +294,7 @@ interface Worker {
 interface AttemptEvents {
   # Sent by a worker about one attempt, to the dispatcher that asked for it.
   started @0 (pid :UInt32) -> ();
+  # Once the attempt has run for a moment (50 ms): one that answers sooner needs no event.
   ended @1 (result :Attempt) -> ();
   # Once the attempt's process is reaped: the answer of a `run` call that was cancelled, and
   # of every attempt a draining worker ends (its drain waits for these to be answered). A

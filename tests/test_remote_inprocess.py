@@ -215,6 +215,51 @@ class CountingTelemetry(Telemetry):
             await self._changed.wait()
 
 
+class StartsSeen(schema.load().AttemptEvents.Server):  # type: ignore[misc]
+    """A dispatcher's end of an attempt's events that notes the starts it is told of."""
+
+    connection = None
+
+    def __init__(self) -> None:
+        self.pids: Noted[int] = Noted()
+
+    @rpc_method
+    async def started(self, pid: int, _context: Any, **kwargs: Any) -> None:
+        self.pids.append(pid)
+
+    @rpc_method
+    async def ended(self, result: Any, _context: Any, **kwargs: Any) -> None:
+        pass
+
+
+def run_request(link: Link, prover: str, attempt_id: str, events: Any) -> Any:
+    request = link.capability.run_request()
+    attempt = request.init("attempt")
+    attempt.prover, attempt.content, attempt.format = prover, b"(check-sat)", "smtlib2"
+    attempt.solveId, attempt.attemptId = attempt_id.partition(".")[0], attempt_id
+    request.events = events
+    return request
+
+
+async def test_an_attempt_that_ends_at_once_answers_without_a_start_event() -> None:
+    release = asyncio.Event()
+    backend = FakeBackend({"z3": Script(proved("z3")), "cvc5": Script(proved("cvc5"), release=release)})
+    async with linked(backend) as link:
+        quick, slow = StartsSeen(), StartsSeen()
+        answered = await call_task(run_request(link, "z3", "s1.0", quick).send())
+        assert answered.result.outcome == "proved"
+        # A longer attempt is told of once it has run a moment, while it still runs.
+        running = call_task(run_request(link, "cvc5", "s2.0", slow).send())
+        await slow.pids.reaching(1)
+        assert not running.done()
+        release.set()
+        await running
+    assert quick.pids == []  # the answer said all a start would have
+    # The worker's own log and metrics have both.
+    starts = [event for event in link.observer.events if event[0] == "attempt_started"]
+    assert starts == [("attempt_started", "z3"), ("attempt_started", "cvc5")]
+
+
 class BrokenEvents(schema.load().AttemptEvents.Server):  # type: ignore[misc]
     """A dispatcher whose end of the attempt's events fails."""
 
@@ -239,7 +284,7 @@ async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_
         request.events = BrokenEvents()
         with capture_logs() as logs:
             call = call_task(request.send())
-            await backend.attempt_started.wait()
+            await link.undelivered.reaching(1)  # its start, told once it has run a moment
             call.cancel()  # the call's answer can no longer travel: the worker sends `ended`
             await link.undelivered.reaching(2)
             await link.worker.drain(CancelReason(CancelCause.SHUTDOWN))

@@ -2,8 +2,9 @@
 
 Preemption crosses the network as `Worker.stop(attemptId, reason)`: the worker kills and
 reaps the attempt's process group, and the `run` call answers with the stopped attempt, as it
-answers any other. So an attempt costs two calls (`run`, and the worker's `started` event),
-and an answer that crosses a stop on the wire is still read. The `run` call is cancelled only
+answers any other. So an attempt costs one call (`run`, and the worker's `started` event
+for an attempt still running after 50 ms), and an answer that crosses a stop on the wire is
+still read. The `run` call is cancelled only
 when the stop cannot be delivered (an older worker without `stop`), when it is not confirmed
 in time, or when the dispatcher itself tears down; the worker then reports through the
 `ended` event instead (as a draining worker does for every attempt it ends, so that its exit

@@ -41,6 +41,10 @@ _ID_CHARS = 64
 # The dispatcher enforces the solve's deadline; the worker's own is a backstop just after it.
 _DEADLINE_MARGIN_S = 1.0
 _DISCONNECTED = CancelReason(CancelCause.DISCONNECTED, "the dispatcher's connection closed")
+# An attempt's start is told to the dispatcher once it has run this long. Most attempts on a
+# portfolio of small goals end sooner, and their answer tells all the start would have: a
+# call, its answer and its finish fewer for the dispatcher to handle.
+STARTED_REPORT_S = 0.05
 
 
 class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
@@ -63,6 +67,7 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         self._observer = observer
         self._running: dict[CancelScope, asyncio.Future[AttemptResult]] = {}
         self._scopes: dict[str, CancelScope] = {}  # by attempt id, for `stop`
+        self._start_reports: dict[str, asyncio.TimerHandle] = {}  # by attempt id, until sent
         self._reports: set[asyncio.Task[None]] = set()
         self._closing: CancelReason | None = None
 
@@ -125,6 +130,9 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
         finally:
             self._running.pop(scope, None)
             self._scopes.pop(attempt_id, None)
+            report = self._start_reports.pop(attempt_id, None)
+            if report is not None:
+                report.cancel()
         if self._closing is not None:
             # Draining: the worker exits once its reports are answered, so the answer travels
             # as `ended` too, whose delivery the drain awaits.
@@ -152,6 +160,12 @@ class WorkerServer(_schema.Worker.Server):  # type: ignore[misc,name-defined]
     def _started(self, events: Any, solve_id: str, attempt_id: str, prover: str) -> Any:
         def notify(pid: int) -> None:
             self._observer.attempt_started(solve_id, attempt_id, prover, pid)
+            self._start_reports[attempt_id] = asyncio.get_running_loop().call_later(
+                STARTED_REPORT_S, tell, pid
+            )
+
+        def tell(pid: int) -> None:
+            del self._start_reports[attempt_id]
             self._keep("started", attempt_id, events.started(pid))
 
         return notify
