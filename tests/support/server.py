@@ -27,25 +27,39 @@ NO_CACHE = {"PROOFRACE_CACHE": "off", "PROOFRACE_SHARE_RACES": "false"}
 
 
 class EventLog:
-    """JSON log lines as they arrive from a reader thread, and waiting on them by predicate."""
+    """JSON log lines as they arrive from a reader thread, and waiting on them by predicate.
+
+    Lines are parsed when looked at, not as they arrive: the reader thread shares the GIL
+    with whatever the test or benchmark is doing, and a server logs lines by the thousand."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._events: list[Event] = []
-        self.other: list[str] = []  # lines that are not JSON (tracebacks, say)
+        self._other: list[str] = []  # lines that are not JSON (tracebacks, say)
         self._lines: list[str] = []
+        self._parsed = 0  # lines already parsed into _events or _other
         self._ended = False
         self._changed = threading.Condition()
 
     def add(self, lines: list[str]) -> None:
         with self._changed:
             self._lines += lines
-            for line in lines:
-                try:
-                    self._events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    self.other.append(line)
             self._changed.notify_all()
+
+    def _parse(self) -> None:
+        """Parse the lines that came since the last look (the lock held)."""
+        for line in self._lines[self._parsed :]:
+            try:
+                self._events.append(json.loads(line))
+            except json.JSONDecodeError:
+                self._other.append(line)
+        self._parsed = len(self._lines)
+
+    @property
+    def other(self) -> list[str]:
+        with self._changed:
+            self._parse()
+            return list(self._other)
 
     def end(self) -> None:
         """No more lines will come (the process or its stream is gone)."""
@@ -55,6 +69,7 @@ class EventLog:
 
     def all(self) -> list[Event]:
         with self._changed:
+            self._parse()
             return list(self._events)
 
     def tail(self, count: int) -> list[str]:
@@ -68,6 +83,7 @@ class EventLog:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
+                self._parse()
                 found = [e for e in self._events if predicate(e)]
                 if len(found) >= count:
                     return found[:count]
@@ -76,7 +92,7 @@ class EventLog:
                     raise AssertionError(
                         f"{self.name}: expected {count} matching log events, saw {len(found)}; "
                         f"last events: {[e.get('event') for e in self._events[-8:]]}; "
-                        f"other output: {self.other[-5:]}"
+                        f"other output: {self._other[-5:]}"
                     )
                 self._changed.wait(remaining)
 
