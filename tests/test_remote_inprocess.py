@@ -243,7 +243,9 @@ def run_request(link: Link, prover: str, attempt_id: str, events: Any) -> Any:
 
 async def test_an_attempt_that_ends_at_once_answers_without_a_start_event() -> None:
     release = asyncio.Event()
-    backend = FakeBackend({"z3": Script(proved("z3")), "cvc5": Script(proved("cvc5"), release=release)})
+    backend = FakeBackend(
+        {"z3": Script(proved("z3")), "cvc5": Script(proved("cvc5"), release=release)}
+    )
     async with linked(backend) as link:
         quick, slow = StartsSeen(), StartsSeen()
         answered = await call_task(run_request(link, "z3", "s1.0", quick).send())
@@ -277,11 +279,7 @@ class BrokenEvents(schema.load().AttemptEvents.Server):  # type: ignore[misc]
 async def test_events_the_worker_cannot_deliver_are_logged_with_their_cause_and_counted() -> None:
     backend = FakeBackend({"z3": Script()})
     async with linked(backend) as link:
-        request = link.capability.run_request()
-        attempt = request.init("attempt")
-        attempt.prover, attempt.content, attempt.format = "z3", b"(check-sat)", "smtlib2"
-        attempt.solveId, attempt.attemptId = "s1", "s1.0"
-        request.events = BrokenEvents()
+        request = run_request(link, "z3", "s1.0", BrokenEvents())
         with capture_logs() as logs:
             call = call_task(request.send())
             await link.undelivered.reaching(1)  # its start, told once it has run a moment

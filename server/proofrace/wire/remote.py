@@ -218,10 +218,17 @@ class RemoteWorker:
             overdue.append(loop.call_later(self._grace_s + self._confirm_s, give_up))
 
         remove = scope.on_cancel(preempt)
+        # Waits for the call however it ends, without raising its error: `_finished` reads
+        # that from `call`. (One future and one callback: `asyncio.wait` makes several.)
+        answered: asyncio.Future[None] = loop.create_future()
+
+        def on_answer(_call: asyncio.Future[Any]) -> None:
+            if not answered.done():
+                answered.set_result(None)
+
+        call.add_done_callback(on_answer)
         try:
-            # Waits for the call however it ends, without raising its error: `_finished` reads
-            # that from `call`.
-            await asyncio.wait({call})
+            await answered
         except asyncio.CancelledError:
             call.cancel()  # torn down from above: the worker stops the attempt
             raise
