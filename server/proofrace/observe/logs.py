@@ -29,6 +29,8 @@ LogFormat = Literal["auto", "json", "console"]
 _QUIET_S = 0.002
 _CAP_S = 0.05
 _STAMP = "_logged_ns"
+# One encoder for every line: `json.dumps` with `default` set builds a new one per call.
+_encode = json.JSONEncoder(default=repr).encode
 
 
 class _Sink:
@@ -154,7 +156,7 @@ def _json_line(logger: Any, method: str, event_dict: EventDict) -> str:
     _timestamp(logger, method, event_dict)
     if "exc_info" in event_dict:
         event_dict = structlog.processors.format_exc_info(logger, method, event_dict)
-    return json.dumps(event_dict, default=repr)
+    return _encode(event_dict)
 
 
 def configure(log_format: LogFormat = "auto", level: str = "info") -> None:
