@@ -43,8 +43,13 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
 fi
 
 # The prover sandbox's launcher, beside the venv's python (where the server looks first).
+# Static: its exec needs no dynamic loader, a quarter of a millisecond less per prover started.
 jail_src="$root/server/proofrace/backends/jail/launcher.c"
-if [[ ! -x "$venv/bin/proofrace-jail" || "$jail_src" -nt "$venv/bin/proofrace-jail" ]]; then
+jail_build="cc -O2 -Wall -Wextra -static"
+jail_stamp="$venv/bin/.proofrace-jail.build"
+if [[ ! -x "$venv/bin/proofrace-jail" || "$jail_src" -nt "$venv/bin/proofrace-jail" ||
+      "$(cat "$jail_stamp" 2>/dev/null)" != "$jail_build" ]]; then
   echo "setup: building proofrace-jail"
-  cc -O2 -Wall -Wextra -o "$venv/bin/proofrace-jail" "$jail_src"
+  $jail_build -o "$venv/bin/proofrace-jail" "$jail_src"
+  echo "$jail_build" >"$jail_stamp"
 fi

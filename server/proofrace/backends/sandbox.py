@@ -50,21 +50,29 @@ class SandboxError(OSError):
 
 
 @dataclass(frozen=True)
+class _Program:
+    path: str  # as found on PATH: the name the prover is run under
+    home: tuple[str, ...]  # its installation, to be read (none for a system program)
+
+
+@dataclass(frozen=True)
 class Jail:
     launcher: str
     confine: bool  # False: rlimits only (the sandbox was turned off explicitly)
     read_paths: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()
-    # Each program's installation, found once: PATH lookups cost more than the rest of a
-    # spawn's preparation. A program not found is looked up again next time.
-    _homes: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    # Each program's path and installation, found once: PATH lookups cost more than the rest
+    # of a spawn's preparation. A program not found is looked up again next time.
+    _found: dict[str, _Program] = field(default_factory=dict, compare=False, repr=False)
 
     def command(self, argv: list[str], workdir: Path, limits: Limits) -> list[str]:
         """`argv`, run through the launcher with `limits` and, when confining, its rules.
+        The program is named by its path, so the launcher's exec searches nothing.
 
         Raises FileNotFoundError when the prover's program cannot be found, as a direct spawn
         would: its exec happens in the launcher, whose failure would read as the prover's."""
-        home = self._home(argv[0])
+        program = self._program(argv[0])
+        argv = [program.path, *argv[1:]]
         line = [self.launcher, "--cpu", str(limits.cpu_seconds)]
         if limits.memory_bytes > 0:
             line += ["--as", str(limits.memory_bytes)]
@@ -72,21 +80,21 @@ class Jail:
             line += ["--fsize", str(limits.file_bytes)]
         if not self.confine:
             return [*line, "--no-sandbox", "--", *argv]
-        for path in (*SYSTEM_PATHS, *self.read_paths, *home, *_files_named(argv)):
+        for path in (*SYSTEM_PATHS, *self.read_paths, *program.home, *_files_named(argv)):
             line += ["--ro", path]
         for path in (str(workdir), *WRITABLE_DEVICES, *self.writable):
             line += ["--rw", path]
         return [*line, "--", *argv]
 
-    def _home(self, program: str) -> tuple[str, ...]:
-        """The program's installation, to be read; FileNotFoundError if it cannot be found."""
-        home = self._homes.get(program)
-        if home is None:
-            home = _installation(program)
-            if home is None:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-            self._homes[program] = home
-        return home
+    def _program(self, name: str) -> _Program:
+        """Where the program is; FileNotFoundError if it cannot be found."""
+        program = self._found.get(name)
+        if program is None:
+            program = _find(name)
+            if program is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+            self._found[name] = program
+        return program
 
 
 def launch_failure(exit_code: int | None, output: str) -> str | None:
@@ -141,15 +149,15 @@ def make_jail(
     return Jail(launcher, True, tuple(read_paths), tuple(writable)), abi
 
 
-def _installation(program: str) -> tuple[str, ...] | None:
-    """The installation an executable comes from (`/opt/x` for `/opt/x/bin/prover`): none
-    when it is the root itself, None when the program cannot be found."""
-    found = shutil.which(program)
+def _find(name: str) -> _Program | None:
+    """The program's path, and the installation it comes from (`/opt/x` for
+    `/opt/x/bin/prover`; none when that is the root itself); None when it cannot be found."""
+    found = shutil.which(name)
     if found is None:
         return None
     real = Path(os.path.realpath(found))
     home = real.parent.parent if real.parent.name == "bin" else real.parent
-    return () if str(home) == "/" else (str(home),)
+    return _Program(os.path.abspath(found), () if str(home) == "/" else (str(home),))
 
 
 def _files_named(argv: list[str]) -> list[str]:
