@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import SERVER_ENV, server_args
 
+from proofrace.backends.sandbox import make_jail
+from proofrace.backends.spawn import Limits, spawn
 from proofrace.client import AttemptOutcome, Client, Format, Verdict
 
 from harness import SAMPLES, RunningServer, running_server
@@ -184,3 +186,29 @@ def test_a_prover_the_launcher_cannot_start_is_a_system_error(tmp_path: Path, ru
     (attempt,) = outcome.attempts
     assert attempt.outcome is AttemptOutcome.SYSTEM_ERROR, attempt
     assert attempt.message.startswith(f"could not start: cannot execute {broken}")
+
+
+def test_a_prover_starts_in_its_directory_with_no_descriptor_but_its_three(
+    tmp_path: Path,
+) -> None:
+    """The launcher enters the attempt's directory and closes whatever else was inherited: a
+    descriptor the server left inheritable by mistake never reaches a prover. (Landlock hides
+    /proc/self/fd from a confined prover, so this looks through the launcher's rlimits-only
+    mode, which closes descriptors all the same.)"""
+    jail, _abi = make_jail(False, "", [], [])
+    assert jail is not None
+    limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
+    inherited = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(inherited, True)
+    try:
+        line = jail.command(["sh", "-c", "ls /proc/$$/fd; pwd"], tmp_path, limits)
+        child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
+    finally:
+        os.close(inherited)
+    output = b""
+    while chunk := os.read(child.output, 4096):
+        output += chunk
+    child.close_output()
+    child.wait()
+    assert child.returncode == 0
+    assert output.decode().split() == ["0", "1", "2", str(tmp_path)]

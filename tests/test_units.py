@@ -11,10 +11,12 @@ import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import structlog
 
+from proofrace.backends.local import remove_scratch
 from proofrace.backends.registry import Registry, RegistryError, parse
 from proofrace.backends.verdicts import Finding, OutputScanner, Rule
 from proofrace.config import ConfigError, Settings
@@ -417,3 +419,24 @@ def test_log_lines_inside_the_loop_wait_for_the_batch_and_keep_their_instant(
         assert json.loads(out.getvalue().splitlines()[-1])["event"] == "outside.the.loop"
     finally:
         structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_an_attempt_directory_goes_whole_and_nothing_it_links_to_goes(
+    tmp_path: Path, nested: bool
+) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("not the attempt's")
+    workdir = tmp_path / "attempt"
+    workdir.mkdir()
+    (workdir / "problem.cnf").write_text("p cnf 1 1\n1 0\n")
+    (workdir / "model").write_text("SAT\n")
+    (workdir / "link").symlink_to(kept)
+    if nested:  # a prover's own subdirectory: the whole walk
+        (workdir / "sub").mkdir()
+        (workdir / "sub" / "proof").write_text("0\n")
+    remove_scratch(workdir)
+    assert not workdir.exists()
+    assert (kept / "file").read_text() == "not the attempt's"
+    remove_scratch(workdir)  # gone already (or never made): nothing to do

@@ -122,7 +122,7 @@ class LocalBackend:
                 spec, problem, _classify(prover, report, scanner), scanner.kept, checks
             )
         finally:
-            await off_loop(lambda: shutil.rmtree(workdir, ignore_errors=True))
+            await off_loop(lambda: remove_scratch(workdir))
 
     def _environment(self, workdir: Path) -> dict[str, str]:
         return {
@@ -132,6 +132,25 @@ class LocalBackend:
             "LANG": "C.UTF-8",
             **self._guard.environment,
         }
+
+
+def remove_scratch(workdir: Path) -> None:
+    """Remove an attempt's directory. A prover leaves a few files side by side (the input,
+    a model, a proof): unlinked one by one, with no `rmtree` walk. Anything else (a
+    subdirectory) goes through `rmtree`."""
+    try:
+        with os.scandir(workdir) as listing:
+            entries = list(listing)
+    except FileNotFoundError:
+        return  # never made: the attempt did not get as far as its spawn
+    try:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                raise IsADirectoryError(entry.path)
+            os.unlink(entry.path)  # a symbolic link goes, not what it points to
+        os.rmdir(workdir)
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 _ANSWER_OF = {

@@ -11,11 +11,11 @@
   after, so eight losers are all reaped before the first line is written.
 - Before the reap, the zombie leader still holds the group id, so one more SIGKILL to the
   group clears any stragglers without risk of hitting a reused pid.
-- The spawn sets no `preexec_fn`, so subprocess takes its vfork path; a launcher that sets
-  limits in the child can be put in front of `argv` without changing any of this. While other
-  processes are supervised, it runs on a small thread pool, with whatever file work the caller
-  needs before it: the event loop does not wait for an exec or a disk, and goes on reaping
-  and serving meanwhile. Alone, it runs in the loop: a thread hop would only add latency.
+- The spawn (`spawn.py`) is a vfork and exec, of a launcher that sets the limits in the child
+  when one is put in front of `argv`. While other processes are supervised, it runs on a
+  small thread pool, with whatever file work the caller needs before it: the event loop does
+  not wait for an exec or a disk, and goes on reaping and serving meanwhile. Alone, it runs
+  in the loop: a thread hop would only add latency.
 - The process counts as stopped only once it is reaped.
 """
 
@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +33,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from proofrace.backends.reap import Watch
+from proofrace.backends.spawn import Child, spawn
+from proofrace.backends.spawn import Limits as Limits
 from proofrace.backends.verdicts import OutputScanner
 from proofrace.backends.watchdog import OrphanGuard
 from proofrace.core.cancel import CancelScope, outlast
@@ -68,16 +68,8 @@ async def off_loop(work: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_OFF_LOOP, work)
 
 
-@dataclass(frozen=True)
-class Limits:
-    cpu_seconds: int  # RLIMIT_CPU soft limit; the hard limit is one second more
-    memory_bytes: int  # RLIMIT_AS; 0 for no limit
-    file_bytes: int  # RLIMIT_FSIZE: the largest file it may write; 0 for no limit
-    grace_seconds: float  # stop_signal to SIGKILL, when stop_signal is not SIGKILL
-    stop_signal: int = signal.SIGKILL  # what preemption sends first
-
-
-# (argv, attempt directory, limits) -> the command line that runs argv confined and limited.
+# (argv, attempt directory, limits) -> the command line that runs argv confined and limited,
+# in the attempt directory (the launcher enters it: see spawn.CWD_OPTION).
 Launch = Callable[[list[str], Path, Limits], list[str]]
 
 
@@ -123,7 +115,7 @@ async def supervise(
     """
     command = launch(argv, cwd, limits) if launch is not None else argv
     proc = await _spawn_off_loop(
-        command, cwd=cwd, env=env, limits=limits, prepare=prepare, limited=launch is not None
+        command, cwd=cwd, env=env, limits=limits, prepare=prepare, launched=launch is not None
     )
     _live.count += 1
     try:
@@ -133,7 +125,7 @@ async def supervise(
 
 
 async def _supervise(
-    proc: subprocess.Popen[bytes],
+    proc: Child,
     scope: CancelScope,
     limits: Limits,
     output: OutputScanner,
@@ -165,38 +157,6 @@ async def _supervise(
     return ProcessReport(exit_status, started_ns, reaped_ns, preemption, cpu_limited)
 
 
-def spawn(
-    argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, limited: bool = False
-) -> subprocess.Popen[bytes]:
-    """Start `argv` as the leader of a new session and process group, its output (stdout and
-    stderr together) on a pipe, with its resource limits applied (`limited`: the command
-    applies them itself). Raises OSError."""
-    # No preexec_fn: Popen then uses vfork (the parent's memory is not copied) and returns as
-    # soon as the exec succeeded. asyncio's own subprocess API would bring its child watcher;
-    # this module waits on a pidfd instead.
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-    )
-    if limited:
-        return proc
-    try:
-        _apply_limits(proc.pid, limits)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-        raise
-    return proc
-
-
 async def _spawn_off_loop(
     argv: list[str],
     *,
@@ -204,11 +164,11 @@ async def _spawn_off_loop(
     env: dict[str, str],
     limits: Limits,
     prepare: Callable[[], None],
-    limited: bool = False,
-) -> subprocess.Popen[bytes]:
-    def work() -> subprocess.Popen[bytes]:
+    launched: bool = False,
+) -> Child:
+    def work() -> Child:
         prepare()
-        return spawn(argv, cwd=cwd, env=env, limits=limits, limited=limited)
+        return spawn(argv, cwd=cwd, env=env, limits=limits, launched=launched)
 
     if _live.count == 0:
         # Nothing else to serve or reap: a thread hop would only add two wake-ups.
@@ -225,19 +185,17 @@ async def _spawn_off_loop(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        proc.close_output()
         raise
 
 
 class _Pump:
     """Feeds the process's output to the scanner as it becomes readable, until end-of-file."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], output: OutputScanner) -> None:
-        assert proc.stdout is not None
+    def __init__(self, proc: Child, output: OutputScanner) -> None:
         self._proc = proc
         self._output = output
-        self._fd = proc.stdout.fileno()
+        self._fd = proc.output
         self._loop = asyncio.get_running_loop()
         self._drained: asyncio.Future[None] | None = None
         self._eof = False
@@ -286,9 +244,8 @@ class _Pump:
         _close_output(self._proc, self._output)
 
 
-def _close_output(proc: subprocess.Popen[bytes], output: OutputScanner) -> None:
-    if proc.stdout is not None:
-        proc.stdout.close()
+def _close_output(proc: Child, output: OutputScanner) -> None:
+    proc.close_output()
     output.close()
 
 
@@ -364,22 +321,10 @@ async def _until_reaped(
     return stopper.preemption
 
 
-def _reap_now(proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
+def _reap_now(proc: Child, guard: OrphanGuard) -> None:
     """When a step failed: kill whatever is left of the group and reap the leader, blocking
     (it was just sent SIGKILL, so the wait is short)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     guard.unregister(proc.pid)
-
-
-def _apply_limits(pid: int, limits: Limits) -> None:
-    # Set from the parent right after exec rather than in a preexec_fn, which is unsafe in a
-    # process with threads and would rule out vfork; a prover cannot use meaningful CPU or
-    # memory in those microseconds.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-        if limits.memory_bytes > 0:
-            resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        if limits.file_bytes > 0:
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))

@@ -24,10 +24,10 @@ import math
 import os
 import select
 import signal
-import subprocess
 import time
 import weakref
 
+from proofrace.backends.spawn import Child
 from proofrace.backends.watchdog import OrphanGuard
 
 # The longest the loop waits for killed processes to die before it serves anything else.
@@ -37,7 +37,7 @@ KILLED_WAIT_S = 0.01
 class Watch:
     """Waits for one process's exit on a pidfd and reaps it in the readiness callback."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], guard: OrphanGuard) -> None:
+    def __init__(self, proc: Child, guard: OrphanGuard) -> None:
         self._proc = proc
         self._guard = guard
         self._loop = asyncio.get_running_loop()
@@ -79,7 +79,7 @@ class Watch:
         if info is not None:
             code = info.si_status
             self.returncode = code if info.si_code == os.CLD_EXITED else -code
-        self._proc.returncode = self.returncode  # Popen must not wait for it again
+        self._proc.reaped(self.returncode)
         self._guard.unregister(self._proc.pid)
         self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proofrace.backends.process import Limits
+from proofrace.backends.spawn import CWD_OPTION, Limits
 
 LAUNCHER = "proofrace-jail"
 # Read and execute: libraries, interpreters, the dynamic loader's cache, locales, time zones.
@@ -73,7 +73,7 @@ class Jail:
         would: its exec happens in the launcher, whose failure would read as the prover's."""
         program = self._program(argv[0])
         argv = [program.path, *argv[1:]]
-        line = [self.launcher, "--cpu", str(limits.cpu_seconds)]
+        line = [self.launcher, CWD_OPTION, str(workdir), "--cpu", str(limits.cpu_seconds)]
         if limits.memory_bytes > 0:
             line += ["--as", str(limits.memory_bytes)]
         if limits.file_bytes > 0:

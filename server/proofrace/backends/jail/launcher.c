@@ -1,13 +1,14 @@
 /*
  * proofrace-jail: confine one prover process, then exec it.
  *
- *   proofrace-jail [--cpu S] [--as BYTES] [--fsize BYTES] [--rw DIR]... [--ro PATH]...
- *                  [--no-sandbox] -- PROVER ARGS...
+ *   proofrace-jail [--cwd DIR] [--cpu S] [--as BYTES] [--fsize BYTES] [--rw DIR]...
+ *                  [--ro PATH]... [--no-sandbox] -- PROVER ARGS...
  *   proofrace-jail --probe          prints the Landlock ABI the kernel offers (0: none)
  *
  * In this order, in the process that becomes the prover (one extra exec, nothing in the
  * parent after fork, so it works with fork, vfork or posix_spawn alike):
  *   1. rlimits: CPU seconds (hard limit one more), address space, file size, no core files;
+ *      then into --cwd, and every descriptor but stdin, stdout and stderr closed;
  *   2. PR_SET_NO_NEW_PRIVS;
  *   3. a Landlock ruleset: read and execute only under the --ro paths, read and write only
  *      under the --rw paths (the attempt's directory); no TCP bind or connect; no signals
@@ -18,6 +19,7 @@
  * Any step that fails ends the launch with exit code 126 and one line on stderr: the prover
  * never runs half-confined; an exec that fails ends it with 127. Either line starts with
  * "proofrace-jail: ". --no-sandbox keeps step 1 only.
+ * SYS_close_range needs Linux 5.9, as Landlock (5.13) does anyway.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,6 +175,7 @@ int main(int argc, char **argv) {
   const char *ro[MAX_PATHS], *rw[MAX_PATHS];
   int n_ro = 0, n_rw = 0, sandbox = 1, i = 1;
   unsigned long long cpu = 0, as = 0, fsize = 0;
+  const char *cwd = NULL;
   if (argc == 2 && strcmp(argv[1], "--probe") == 0) {
     printf("%d\n", landlock_abi());
     return 0;
@@ -191,6 +194,7 @@ int main(int argc, char **argv) {
     if (strcmp(option, "--cpu") == 0) cpu = number(value, option);
     else if (strcmp(option, "--as") == 0) as = number(value, option);
     else if (strcmp(option, "--fsize") == 0) fsize = number(value, option);
+    else if (strcmp(option, "--cwd") == 0) cwd = value;
     else if (strcmp(option, "--ro") == 0 && n_ro < MAX_PATHS) ro[n_ro++] = value;
     else if (strcmp(option, "--rw") == 0 && n_rw < MAX_PATHS) rw[n_rw++] = value;
     else {
@@ -206,6 +210,9 @@ int main(int argc, char **argv) {
   if (as) limit(RLIMIT_AS, as, as, "RLIMIT_AS");
   if (fsize) limit(RLIMIT_FSIZE, fsize, fsize, "RLIMIT_FSIZE");
   limit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
+  if (cwd && chdir(cwd) != 0) fail("cannot enter", cwd);
+  /* Only stdin, stdout and stderr reach the prover, whatever its parent left open. */
+  if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0 && errno != ENOSYS) fail("cannot close descriptors", NULL);
   if (sandbox) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("cannot set no_new_privs", NULL);
     landlock(ro, n_ro, rw, n_rw);

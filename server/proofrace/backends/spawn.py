@@ -1,0 +1,125 @@
+"""Starting a prover process: the leader of a new session and process group, with stdin on
+/dev/null and stdout and stderr together on one pipe.
+
+A command that starts with a launcher (the sandbox's `proofrace-jail`, which sets the limits,
+enters the attempt's directory and confines the prover in the child) is started with one
+`posix_spawn`: glibc's vfork and exec, nothing run in Python in between, and a failed exec
+reported by the call itself. Without a launcher, `subprocess.Popen` starts it (only Popen can
+set the working directory), also on its vfork path since no `preexec_fn` is given, and the
+parent sets the limits right after the exec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# Given in full on the launcher's command line: it enters the directory itself.
+CWD_OPTION = "--cwd"
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int  # RLIMIT_CPU soft limit; the hard limit is one second more
+    memory_bytes: int  # RLIMIT_AS; 0 for no limit
+    file_bytes: int  # RLIMIT_FSIZE: the largest file it may write; 0 for no limit
+    grace_seconds: float  # stop_signal to SIGKILL, when stop_signal is not SIGKILL
+    stop_signal: int = signal.SIGKILL  # what preemption sends first
+
+
+class Child:
+    """A started process: its pid, the read end of its output pipe, and, once reaped, how it
+    ended (a negative signal number, or the exit code)."""
+
+    def __init__(self, pid: int, output: int, popen: subprocess.Popen[bytes] | None = None):
+        self.pid = pid
+        self.output = output  # -1 once closed
+        self._popen = popen
+        self.returncode: int | None = None
+
+    def reaped(self, returncode: int) -> None:
+        self.returncode = returncode
+        if self._popen is not None:
+            self._popen.returncode = returncode  # Popen must not wait for it again
+
+    def wait(self) -> None:
+        """Reap it, blocking: only for a process just sent SIGKILL."""
+        if self.returncode is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.reaped(os.waitstatus_to_exitcode(status))
+
+    def close_output(self) -> None:
+        if self.output >= 0:
+            os.close(self.output)
+            self.output = -1
+
+
+def spawn(
+    argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, launched: bool = False
+) -> Child:
+    """Start `argv` in `cwd`. `launched`: argv is a launcher's command line, which applies the
+    limits and enters `cwd` itself (given with `CWD_OPTION`). Raises OSError."""
+    if launched:
+        return _posix_spawn(argv, env)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert proc.stdout is not None
+    child = Child(proc.pid, os.dup(proc.stdout.fileno()), proc)
+    proc.stdout.close()
+    try:
+        _apply_limits(proc.pid, limits)
+    except BaseException:
+        proc.kill()
+        child.wait()
+        child.close_output()
+        raise
+    return child
+
+
+def _posix_spawn(argv: list[str], env: dict[str, str]) -> Child:
+    # Every descriptor this process opens is close-on-exec (Python's default, and kj's), so
+    # only the three set here reach the launcher; it closes any other before the prover runs.
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+            ],
+            setsid=True,
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return Child(pid, read_end)
+
+
+def _apply_limits(pid: int, limits: Limits) -> None:
+    # Set from the parent right after exec rather than in a preexec_fn, which is unsafe in a
+    # process with threads and would rule out vfork; a prover cannot use meaningful CPU or
+    # memory in those microseconds.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        if limits.memory_bytes > 0:
+            resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        if limits.file_bytes > 0:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
