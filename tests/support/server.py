@@ -128,9 +128,15 @@ class RunningServer:
     # --- log ---------------------------------------------------------------------------
 
     def _read_log(self) -> None:
+        """Whatever the pipe holds, in one read and one hand-over: the server never waits on a
+        full pipe while this thread takes its lines one by one."""
         assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            self.log.add([raw.decode(errors="replace").strip()])
+        fd, partial = self.process.stderr.fileno(), b""
+        while chunk := os.read(fd, 1 << 16):
+            *lines, partial = (partial + chunk).split(b"\n")
+            self.log.add([text for raw in lines if (text := raw.decode(errors="replace").strip())])
+        if partial.strip():
+            self.log.add([partial.decode(errors="replace").strip()])
         self.log.end()
 
     def log_events(self) -> list[Event]:
