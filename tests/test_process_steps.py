@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,17 +28,19 @@ LIMITS = Limits(cpu_seconds=30, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
 
 
 class Guard:
-    """Records what an OrphanGuard would be told."""
+    """Records what an OrphanGuard would be told; `on_unregister` runs as each end is told."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_unregister: Callable[[], None] = lambda: None) -> None:
         self.registered: list[int] = []
         self.unregistered: list[int] = []
+        self._on_unregister = on_unregister
 
     def register(self, pgid: int) -> None:
         self.registered.append(pgid)
 
     def unregister(self, pgid: int) -> None:
         self.unregistered.append(pgid)
+        self._on_unregister()
 
 
 Pids = Noted[int]  # the pids spawned, as they come
@@ -94,11 +97,14 @@ async def test_a_prover_that_asks_for_sigterm_gets_it(tmp_path: Path) -> None:
 
 class Sleepers:
     """Four `sleep 30` processes supervised under one scope. `seen` holds what the first
-    supervising task to go on after its reap found: which of the four were reaped."""
+    supervising task to go on after its reap found: which of the four were reaped; `told`,
+    the same as the guard was told of each end."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.scope, self.guard, self.pids = CancelScope(), Guard(), [Pids() for _ in range(4)]
+        self.scope, self.pids = CancelScope(), [Pids() for _ in range(4)]
+        self.guard = Guard(on_unregister=lambda: self.told.append(self.gone()))
         self.seen: list[list[bool]] = []
+        self.told: list[list[bool]] = []
         self._tmp_path = tmp_path
         self.running: list[asyncio.Future[process.ProcessReport]] = []
 
@@ -169,6 +175,9 @@ async def test_the_processes_killed_in_one_turn_are_all_reaped_in_one_wait_in_th
     assert not any(sleepers.gone())  # killed, not yet reaped
     reports = await sleepers.reports()
     assert sleepers.seen[0] == [True] * 4
+    # While some were still dying, an exit cost a reap and nothing more: the bookkeeping
+    # (the guard told, among it) came once the last was reaped.
+    assert sleepers.told[0] == [True] * 4
     assert all(r.exit.signal == signal.SIGKILL for r in reports)
     assert sorted(sleepers.guard.unregistered) == sorted(p[0] for p in sleepers.pids)
 

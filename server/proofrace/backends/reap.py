@@ -9,7 +9,8 @@
   that sleeps in `waitpid` sees all eight gone in 2. So the processes killed in one loop turn
   (by one cancel, or by several: a worker told to stop four attempts, a client gone with
   many solves) are reaped together in the next, by a single wait on all their
-  pidfds, as a bare loop would. Reaping each trigger's processes at once instead would kill
+  pidfds, as a bare loop would; an exit costs a `waitid` there, and the reaped ones'
+  bookkeeping waits for the last. Reaping each trigger's processes at once instead would kill
   and wait, kill and wait: the deaths would queue up. The wait is bounded by
   `KILLED_WAIT_S`: a process that a SIGKILL does not end at once (stuck in the kernel, in
   uninterruptible sleep) is left to its readiness callback, and the loop is never held
@@ -64,6 +65,11 @@ class Watch:
             _killed.add(self)
 
     def on_exit(self) -> None:
+        if self.reap():
+            self.settle()
+
+    def reap(self) -> bool:
+        """Reap the process if it has exited; False if it has not."""
         # Stragglers first: the zombie leader still pins the group id.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -73,13 +79,17 @@ class Watch:
             info = None  # reaped elsewhere (cannot happen here); report a plain exit
         else:
             if info is None:
-                return  # not exited after all
+                return False  # not exited after all
         self.reaped_ns = time.monotonic_ns()
-        self.close()
         if info is not None:
             code = info.si_status
             self.returncode = code if info.si_code == os.CLD_EXITED else -code
         self._proc.reaped(self.returncode)
+        return True
+
+    def settle(self) -> None:
+        """Once reaped: the descriptor closed, the guard told, the supervising task woken."""
+        self.close()
         self._guard.unregister(self._proc.pid)
         self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
 
@@ -118,16 +128,25 @@ _killed = _Killed()
 
 def reap_within(watches: list[Watch], timeout_s: float) -> None:
     """Reap each of `watches` as it exits, waiting up to `timeout_s` in all. Those still
-    running then are left to their readiness callbacks."""
+    running then are left to their readiness callbacks. While some are still dying, each
+    exit costs a `waitid` and nothing more: the rest of the reaped ones' bookkeeping waits
+    until the last is reaped, and the CPU goes to the dying meanwhile."""
     waiting = {w.pidfd: w for w in watches if w.pidfd >= 0 and not w.reaped}
+    reaped: list[Watch] = []
     poller = select.poll()
     for fd in waiting:
         poller.register(fd, select.POLLIN)
     deadline = time.monotonic() + timeout_s
-    while waiting:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        for fd, _events in poller.poll(math.ceil(left * 1000)):
-            poller.unregister(fd)
-            waiting.pop(fd).on_exit()
+    try:
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for fd, _events in poller.poll(math.ceil(left * 1000)):
+                poller.unregister(fd)
+                watch = waiting.pop(fd)
+                if watch.reap():
+                    reaped.append(watch)
+    finally:
+        for watch in reaped:
+            watch.settle()
