@@ -13,9 +13,10 @@ pycapnp formats as its message alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import structlog
@@ -85,6 +86,23 @@ def rpc_method(method: Method) -> Method:
     return cast(Method, _Guarded(guarded))
 
 
+def rpc_method_acting_at_dispatch(
+    act: Callable[[Any, Any], None],
+) -> Callable[[Method], Method]:
+    """`rpc_method`, with `act(server, params)` run as pycapnp dispatches the call: in the
+    loop turn that read it, a turn before the method's own task first runs. For a call whose
+    effect must not wait (a cancel: its signals leave then). `act` must be idempotent, since
+    the method itself runs after it; an error it raises is left for the method, which meets
+    it again and answers it as any other."""
+
+    def decorate(method: Method) -> Method:
+        guarded = rpc_method(method)
+        cast(_Guarded, guarded).act = act
+        return guarded
+
+    return decorate
+
+
 class _PeerError(Exception):
     """What a peer is told. pycapnp sends `format_exception(type(e), e, e.__traceback__)`: with
     no traceback to show (this reads as none) and a type named like a sentence from no module,
@@ -136,9 +154,10 @@ class _Guarded:
 
     def __init__(self, guarded: Callable[..., Awaitable[Any]]) -> None:
         self._guarded = guarded
+        self.act: Callable[[Any, Any], None] | None = None  # at dispatch (see above)
 
     def __set_name__(self, owner: type, name: str) -> None:
-        guarded = self._guarded
+        guarded, act = self._guarded, self.act
 
         async def served(server: object, context: Any) -> None:
             try:
@@ -149,7 +168,13 @@ class _Guarded:
                 raise UnreadableCall("its parameters could not be read") from None
             await guarded(server, _context=context, **arguments)
 
-        setattr(owner, f"{name}_context", served)
+        def dispatched(server: object, context: Any) -> Coroutine[Any, Any, None]:
+            if act is not None:
+                with contextlib.suppress(Exception):  # the method meets it again, and answers
+                    act(server, context.params)
+            return served(server, context)
+
+        setattr(owner, f"{name}_context", dispatched if act is not None else served)
         _refuse_missing(owner)
 
     def __get__(self, server: object, owner: type | None = None) -> Any:
