@@ -50,6 +50,7 @@ from proofrace.client import Client, Job, SolveState
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.processes import marked_processes  # noqa: E402
 from tests.support.server import RunningServer, running_server  # noqa: E402
 
 T = TypeVar("T")
@@ -135,6 +136,29 @@ class Watcher(Helper):
         return int(self.read())
 
 
+class MinimalServer:
+    """bench/preemption/minimal.py in its own process: a minimal pycapnp racing server, the
+    floor for what any Python server on pycapnp pays (no sandbox, logs, metrics or checks)."""
+
+    def __init__(self, registry_file: Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.preemption.minimal", str(registry_file)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.pid = self._process.pid
+        self.address = f"127.0.0.1:{self._process.stdout.readline().split()[1]}"
+
+    def prover_pids(self) -> list[int]:
+        return marked_processes(f"PROOFRACE_OWNER={self.pid}-")
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+
+
 def ms_since(start_ns: int, end_ns: int) -> float:
     return (end_ns - start_ns) / 1e6
 
@@ -142,7 +166,7 @@ def ms_since(start_ns: int, end_ns: int) -> float:
 # --- 1. preemption against the floor --------------------------------------------------------
 
 
-async def _running_pids(server: RunningServer, count: int) -> list[int]:
+async def _running_pids(server: RunningServer | MinimalServer, count: int) -> list[int]:
     """The server's prover processes, once all `count` of them run."""
     while True:
         pids = server.prover_pids()
@@ -159,14 +183,18 @@ async def _until_running(job: Job) -> None:
         await asyncio.sleep(0.002)
 
 
-async def _started_race(client: Client, server: RunningServer) -> tuple[Job, list[int]]:
+async def _started_race(
+    client: Client, server: RunningServer | MinimalServer
+) -> tuple[Job, list[int]]:
     job = await client.solve(HARD, provers=PORTFOLIO, time_limit=120)
     await _until_running(job)
     pids = await _running_pids(server, len(PORTFOLIO))
     return job, pids
 
 
-async def cancel_once(client: Client, server: RunningServer, watcher: Watcher) -> float:
+async def cancel_once(
+    client: Client, server: RunningServer | MinimalServer, watcher: Watcher
+) -> float:
     job, pids = await _started_race(client, server)
     await asyncio.sleep(SETTLE_S)
     watcher.arm(pids)
@@ -196,6 +224,17 @@ async def drop_once(client: Client, server: RunningServer, watcher: Watcher) -> 
     return ms_since(start, reaped)
 
 
+async def minimal_drop_once(client: Client, server: MinimalServer, watcher: Watcher) -> float:
+    job, pids = await _started_race(client, server)
+    await asyncio.sleep(SETTLE_S)
+    watcher.arm(pids)
+    start = time.monotonic_ns()
+    job.release()
+    del job
+    await client.provers()  # the Release left before this call
+    return ms_since(start, watcher.last_reaped_ns())
+
+
 def bare_once(bare: Helper, watcher: Watcher) -> float:
     bare.send("spawn")
     pids = [int(p) for p in bare.read().split()]
@@ -209,22 +248,29 @@ def bare_once(bare: Helper, watcher: Watcher) -> float:
 
 
 async def preemption_vs_floor(
-    server: RunningServer, registry: Registry, workdir: Path, runs: int
+    server: RunningServer, minimal: MinimalServer, registry: Registry, workdir: Path, runs: int
 ) -> dict[str, list[float]]:
     argvs = [json.dumps(registry.specs[p].argv(str(HARD_FILE))) for p in PORTFOLIO]
     bare = Helper("bare", str(workdir), *argvs)
     watcher = Watcher()
-    found: dict[str, list[float]] = {"cancel": [], "drop": [], "bare": []}
+    kinds = ["cancel", "drop", "bare", "minimal_cancel", "minimal_drop"]
+    found: dict[str, list[float]] = {kind: [] for kind in kinds}
     try:
-        async with Client.connect(server.address) as client:
+        async with (
+            Client.connect(server.address) as client,
+            Client.connect(minimal.address) as floor,
+        ):
             for i in range(runs):
-                order = ["cancel", "drop", "bare"]
-                order = order[i % 3 :] + order[: i % 3]  # nobody always goes first
+                order = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]  # nobody always first
                 for what in order:
                     if what == "cancel":
                         found[what].append(await cancel_once(client, server, watcher))
                     elif what == "drop":
                         found[what].append(await drop_once(client, server, watcher))
+                    elif what == "minimal_cancel":
+                        found[what].append(await cancel_once(floor, minimal, watcher))
+                    elif what == "minimal_drop":
+                        found[what].append(await minimal_drop_once(floor, minimal, watcher))
                     else:
                         found[what].append(bare_once(bare, watcher))
     finally:
@@ -255,13 +301,17 @@ def direct_spawn(argv: list[str]) -> float:
     return elapsed
 
 
-async def trivial_vs_direct(address: str, argv: list[str], runs: int) -> dict[str, list[float]]:
-    found: dict[str, list[float]] = {"service": [], "direct": []}
-    async with Client.connect(address) as client:
+async def trivial_vs_direct(
+    address: str, minimal: str, argv: list[str], runs: int
+) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {"service": [], "direct": [], "minimal": []}
+    async with Client.connect(address) as client, Client.connect(minimal) as floor:
         await trivial_solve(client)  # warm-up
+        await trivial_solve(floor)
         for _ in range(runs):
             found["service"].append(await trivial_solve(client))
             found["direct"].append(direct_spawn(argv))
+            found["minimal"].append(await trivial_solve(floor))
     return found
 
 
@@ -299,12 +349,13 @@ def direct_throughput(argv: list[str], clients: int, each: int) -> float:
 
 
 async def throughput_vs_direct(
-    address: str, argv: list[str], rounds: int, each: int
+    address: str, minimal: str, argv: list[str], rounds: int, each: int
 ) -> dict[str, list[float]]:
-    found: dict[str, list[float]] = {"service": [], "direct": []}
+    found: dict[str, list[float]] = {"service": [], "direct": [], "minimal": []}
     for _ in range(rounds):
         found["service"].append(await service_throughput(address, CLIENTS, each))
         found["direct"].append(direct_throughput(argv, CLIENTS, each))
+        found["minimal"].append(await service_throughput(minimal, CLIENTS, each))
     return found
 
 
@@ -449,37 +500,11 @@ def main() -> None:
         serve = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
         serve += ["--config", str(racing_config(Path(tmp) / "racing.toml"))]
         with running_server([*serve, "--provers-file", str(registry_file)]) as server:
-            print(f"proofrace core benchmark: {runs} runs per figure, ms unless said")
-            print()
-            print("1. Eight SAT attempts on pigeonhole-12 stopped; trigger -> all 8 reaped,")
-            print("   seen by a watcher process; interleaved run by run")
-            print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-            stops = _run(preemption_vs_floor(server, registry, Path(tmp), runs))
-            figures["preemption"] = stops
-            for key, label in (
-                ("cancel", "proofrace: cancel call"),
-                ("drop", "proofrace: handle dropped"),
-                ("bare", "bare loop: SIGKILL + reap, no RPC"),
-            ):
-                print(f"{'':4}{label:<34} {percentiles(stops[key])}")
-            print()
-
-            print(f"2. Overhead: {TRIVIAL_PROVER} on a two-clause CNF, interleaved")
-            trivial = _run(trivial_vs_direct(server.address, trivial_argv, runs))
-            figures["trivial"] = trivial
-            print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-            print(f"{'':4}{'spawned directly':<34} {percentiles(trivial['direct'])}")
-            print(f"{'':4}{'solved through proofrace':<34} {percentiles(trivial['service'])}")
-            each = max(2, runs // 5)
-            rounds = 3
-            rates = _run(throughput_vs_direct(server.address, trivial_argv, rounds, each))
-            figures["throughput"] = rates
-            print(
-                f"{'':4}solves/s at {CLIENTS} at once ({rounds} rounds of {CLIENTS}x{each}): "
-                f"direct {statistics.median(rates['direct']):.0f}, "
-                f"proofrace {statistics.median(rates['service']):.0f}"
-            )
-            print()
+            minimal = MinimalServer(registry_file)
+            try:
+                _side_by_side(figures, server, minimal, registry, Path(tmp), trivial_argv)
+            finally:
+                minimal.close()
 
         with remote_cluster(str(registry_file)) as dispatcher:
             attempts = max(100, 10 * runs)
@@ -511,6 +536,53 @@ def main() -> None:
         args.json.write_text(json.dumps(figures, indent=1))
 
 
+def _side_by_side(
+    figures: dict[str, Any],
+    server: RunningServer,
+    minimal: MinimalServer,
+    registry: Registry,
+    workdir: Path,
+    trivial_argv: list[str],
+) -> None:
+    """Parts 1 and 2: proofrace, the bare loop, direct spawns and the minimal pycapnp server."""
+    runs = figures["runs"]
+    print(f"proofrace core benchmark: {runs} runs per figure, ms unless said")
+    print()
+    print("1. Eight SAT attempts on pigeonhole-12 stopped; trigger -> all 8 reaped,")
+    print("   seen by a watcher process; interleaved run by run")
+    print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+    stops = _run(preemption_vs_floor(server, minimal, registry, workdir, runs))
+    figures["preemption"] = stops
+    for key, label in (
+        ("cancel", "proofrace: cancel call"),
+        ("drop", "proofrace: handle dropped"),
+        ("bare", "bare loop: SIGKILL + reap, no RPC"),
+        ("minimal_cancel", "minimal pycapnp server: cancel"),
+        ("minimal_drop", "minimal pycapnp server: dropped"),
+    ):
+        print(f"{'':4}{label:<34} {percentiles(stops[key])}")
+    print()
+
+    print(f"2. Overhead: {TRIVIAL_PROVER} on a two-clause CNF, interleaved")
+    trivial = _run(trivial_vs_direct(server.address, minimal.address, trivial_argv, runs))
+    figures["trivial"] = trivial
+    print(f"{'':4}{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+    print(f"{'':4}{'spawned directly':<34} {percentiles(trivial['direct'])}")
+    print(f"{'':4}{'solved through proofrace':<34} {percentiles(trivial['service'])}")
+    print(f"{'':4}{'solved through the minimal server':<34} {percentiles(trivial['minimal'])}")
+    each = max(2, runs // 5)
+    rounds = 3
+    rates = _run(throughput_vs_direct(server.address, minimal.address, trivial_argv, rounds, each))
+    figures["throughput"] = rates
+    print(
+        f"{'':4}solves/s at {CLIENTS} at once ({rounds} rounds of {CLIENTS}x{each}): "
+        f"direct {statistics.median(rates['direct']):.0f}, "
+        f"proofrace {statistics.median(rates['service']):.0f}, "
+        f"minimal server {statistics.median(rates['minimal']):.0f}"
+    )
+    print()
+
+
 def summary(figures: dict[str, Any]) -> dict[str, float]:
     stops, trivial, rates = figures["preemption"], figures["trivial"], figures["throughput"]
     bare50, bare99 = pick(stops["bare"], 0.5), pick(stops["bare"], 0.99)
@@ -529,6 +601,16 @@ def summary(figures: dict[str, Any]) -> dict[str, float]:
         / statistics.median(rates["direct"]),
         "dispatcher_cpu_ms": figures["dispatcher_cpu_ms"],
     }
+    if "minimal_cancel" in stops:  # runs recorded before the minimal server joined lack it
+        ratios |= {
+            "cancel_vs_minimal_p50": pick(stops["cancel"], 0.5)
+            / pick(stops["minimal_cancel"], 0.5),
+            "drop_vs_minimal_p50": pick(stops["drop"], 0.5) / pick(stops["minimal_drop"], 0.5),
+            "trivial_vs_minimal": statistics.median(trivial["service"])
+            / statistics.median(trivial["minimal"]),
+            "throughput_vs_minimal": statistics.median(rates["service"])
+            / statistics.median(rates["minimal"]),
+        }
     r = ratios
     load = figures["load_before"]
     print(f"Ratios and targets (load average before the run: {load[0]:.2f} {load[1]:.2f})")
@@ -553,6 +635,15 @@ def summary(figures: dict[str, Any]) -> dict[str, float]:
     ]  # fmt: skip
     for label, value, target, ok in rows:
         print(f"{'':4}{label:<40} {value:>16}  target {target:<18} {_verdict(ok)}")
+    if "cancel_vs_minimal_p50" in r:
+        print("Against the minimal pycapnp server (bench/preemption/minimal.py), no target:")
+        for label, value in (
+            ("cancel / minimal server, p50", f"{r['cancel_vs_minimal_p50']:.2f}x"),
+            ("drop / minimal server, p50", f"{r['drop_vs_minimal_p50']:.2f}x"),
+            ("trivial solve / minimal server", f"{r['trivial_vs_minimal']:.2f}x"),
+            (f"throughput at {CLIENTS} / minimal server", f"{r['throughput_vs_minimal']:.2f}x"),
+        ):
+            print(f"{'':4}{label:<40} {value:>16}")
     return ratios
 
 
