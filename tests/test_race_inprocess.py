@@ -70,6 +70,36 @@ async def test_the_first_answer_wins_and_the_others_are_preempted_by_it() -> Non
     assert observer.names()[-1] == "solve_finished"
 
 
+async def test_a_waiting_caller_has_the_outcome_before_the_race_has_tidied_up() -> None:
+    # The outcome is settled as the last attempt ends and handed to each result() waiting;
+    # the race's own task finishes after (its task group's exit takes two more loop turns).
+    backend = FakeBackend({"z3": Script(proved("z3")), "cvc5": Script()})
+    race = race_of(backend)
+    finished: list[str] = []
+    running = asyncio.ensure_future(race.run())
+    waiting = asyncio.ensure_future(race.outcome())
+    running.add_done_callback(lambda _task: finished.append("run"))
+    waiting.add_done_callback(lambda _task: finished.append("result"))
+    outcome = await waiting
+    assert outcome == await running
+    assert finished == ["result", "run"]
+
+
+async def test_a_caller_giving_up_on_the_outcome_leaves_the_race_running() -> None:
+    backend = FakeBackend({"cvc5": Script()})
+    race = race_of(backend)
+    running = asyncio.ensure_future(race.run())
+    waiting = asyncio.ensure_future(race.outcome())
+    await started(backend, 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not running.done() and backend.running == {"cvc5"}
+    race.cancel(CancelReason(CancelCause.CLIENT, "enough"))
+    assert (await running).verdict is Verdict.CANCELLED
+    assert (await race.outcome()).verdict is Verdict.CANCELLED  # after the end: at once
+
+
 @pytest.mark.parametrize(
     "cause",
     [CancelCause.CLIENT, CancelCause.TOKEN_DROPPED, CancelCause.DISCONNECTED, CancelCause.SHUTDOWN],

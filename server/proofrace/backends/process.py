@@ -306,13 +306,12 @@ async def _until_reaped(
     stopper = _Stopper(watch.pid, scope, limits, watch, on_stopping)
     remove_preempt = scope.on_cancel(stopper.preempt)
     try:
-        # Shielded: cancelling the task must not cancel the reap's own future.
-        await asyncio.shield(watch.reaped_future)
+        await watch.wait()
     except asyncio.CancelledError:
         # The task itself is being torn down (server stopping hard): still wait for the
         # reap, so nothing is left behind.
         stopper.signal(signal.SIGKILL)
-        await outlast(watch.reaped_future)
+        await outlast(watch.wait())
         raise
     finally:
         remove_preempt()

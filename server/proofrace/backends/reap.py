@@ -42,7 +42,8 @@ class Watch:
         self._proc = proc
         self._guard = guard
         self._loop = asyncio.get_running_loop()
-        self.reaped_future: asyncio.Future[None] = self._loop.create_future()
+        self._reaped = False
+        self._waiter: asyncio.Future[None] | None = None
         self.returncode = 0
         self.reaped_ns = 0
         self._killed = False
@@ -55,7 +56,17 @@ class Watch:
 
     @property
     def reaped(self) -> bool:
-        return self.reaped_future.done()
+        return self._reaped
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future that is done once the process is reaped, for its supervising task to
+        await directly (no shield, so no loop turn in between). Cancelling it cancels only
+        that wait: the next call hands out a new one."""
+        if self._waiter is None or self._waiter.cancelled():
+            self._waiter = self._loop.create_future()
+            if self._reaped:
+                self._waiter.set_result(None)
+        return self._waiter
 
     def killed(self) -> None:
         """Told once SIGKILL was sent to its group: it is reaped with the others killed in
@@ -91,7 +102,9 @@ class Watch:
         """Once reaped: the descriptor closed, the guard told, the supervising task woken."""
         self.close()
         self._guard.unregister(self._proc.pid)
-        self.reaped_future.set_result(None)  # its output is read by the task, after the reaps
+        self._reaped = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)  # its output is read by the task, after the reaps
 
     def close(self) -> None:
         if self.pidfd >= 0:

@@ -73,6 +73,8 @@ class Race:
         self._end_triggered_ns: int | None = None
         self._decided_ns = 0  # created to decided
         self._outcome: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
+        # Each result() waiting, answered from _settle itself: no loop turn in between.
+        self._waiting: list[asyncio.Future[SolveOutcome]] = []
 
     # --- what callers see --------------------------------------------------------------
 
@@ -110,8 +112,15 @@ class Race:
         )
 
     async def outcome(self) -> SolveOutcome:
-        # Shielded: a caller giving up on result() must not cancel the race itself.
-        return await asyncio.shield(self._outcome)
+        if self._outcome.done():
+            return self._outcome.result()
+        # A future of its own: a caller giving up on result() cancels that, not the race.
+        waiting: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiting)
+        try:
+            return await waiting
+        finally:
+            self._waiting.remove(waiting)
 
     # --- running -----------------------------------------------------------------------
 
@@ -156,6 +165,10 @@ class Race:
             self._attempts.cancel(
                 CancelReason(CancelCause.PREEMPTED, f"preempted by {result.prover}"), at_ns=now
             )
+        if len(self._results) == len(self._progress) and not self._outcome.done():
+            # The last attempt has ended: the outcome is known here, two loop turns before
+            # the task group's exit would tell run().
+            self._settle()
 
     async def _run_once(self, prover: str, progress: AttemptProgress) -> AttemptResult:
         try:
@@ -220,6 +233,9 @@ class Race:
         stopped = any(a.stop is not None for a in attempts)
         stop_latency = now - self._end_triggered_ns if stopped and self._end_triggered_ns else None
         self._outcome.set_result(outcome)
+        for waiting in self._waiting:
+            if not waiting.done():
+                waiting.set_result(outcome)
         self._observer.solve_finished(outcome, stop_latency)
 
     def _attempt_id(self, index: int) -> str:
