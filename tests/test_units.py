@@ -35,6 +35,7 @@ from proofrace.core.model import (
     Strategy,
     Verdict,
 )
+from proofrace.core.once import Once
 from proofrace.observe import logs
 from proofrace.race.strategy import Judge
 
@@ -440,3 +441,18 @@ def test_an_attempt_directory_goes_whole_and_nothing_it_links_to_goes(
     assert not workdir.exists()
     assert (kept / "file").read_text() == "not the attempt's"
     remove_scratch(workdir)  # gone already (or never made): nothing to do
+
+
+async def test_a_value_set_once_wakes_its_waiters_and_one_giving_up_leaves_the_rest() -> None:
+    value: Once[str] = Once()
+    seen: list[str] = []
+    value.on_set(seen.append)
+    staying = asyncio.ensure_future(value.wait())
+    leaving = asyncio.ensure_future(value.wait())
+    await asyncio.sleep(0)  # both are waiting
+    leaving.cancel()
+    assert value.set("proved") and not value.set("refuted")  # the first value stands
+    assert seen == ["proved"]  # in the stack that set it
+    assert await staying == "proved" and leaving.cancelled()
+    value.on_set(seen.append)  # set already: called at once
+    assert seen == ["proved", "proved"] and await value.wait() == "proved"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from proofrace.backends.base import Backend
@@ -29,6 +30,7 @@ from proofrace.core.model import (
     SolveStatus,
     Verdict,
 )
+from proofrace.core.once import Once
 from proofrace.core.progress import AttemptProgress
 from proofrace.race.events import RaceObserver
 from proofrace.race.plan import Plan
@@ -72,19 +74,17 @@ class Race:
         self._created_ns = time.monotonic_ns()
         self._end_triggered_ns: int | None = None
         self._decided_ns = 0  # created to decided
-        self._outcome: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
-        # Each result() waiting, answered from _settle itself: no loop turn in between.
-        self._waiting: list[asyncio.Future[SolveOutcome]] = []
+        self._outcome: Once[SolveOutcome] = Once()
 
     # --- what callers see --------------------------------------------------------------
 
     @property
     def done(self) -> bool:
-        return self._outcome.done()
+        return self._outcome.done
 
     def cancel(self, reason: CancelReason) -> bool:
         """End the race early. No effect once it is decided or every attempt has ended."""
-        if self._outcome.done() or self._judge.winner is not None:
+        if self._outcome.done or self._judge.winner is not None:
             return False
         if all(p.state is AttemptState.FINISHED for p in self._progress.values()):
             return False
@@ -95,7 +95,7 @@ class Race:
         return True
 
     def status(self) -> SolveStatus:
-        if self._outcome.done():
+        if self._outcome.done:
             state = SolveState.FINISHED
         elif self._attempts.cancel_called:
             state = SolveState.CANCELLING
@@ -112,15 +112,12 @@ class Race:
         )
 
     async def outcome(self) -> SolveOutcome:
-        if self._outcome.done():
-            return self._outcome.result()
-        # A future of its own: a caller giving up on result() cancels that, not the race.
-        waiting: asyncio.Future[SolveOutcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiting)
-        try:
-            return await waiting
-        finally:
-            self._waiting.remove(waiting)
+        # A caller giving up on result() gives up its own wait, not the race.
+        return await self._outcome.wait()
+
+    def on_settled(self, callback: Callable[[SolveOutcome], None]) -> None:
+        """`callback(outcome)` as soon as the outcome is known, in the stack that settles it."""
+        self._outcome.on_set(callback)
 
     # --- running -----------------------------------------------------------------------
 
@@ -141,7 +138,7 @@ class Race:
                     attempts.create_task(self._attempt(index, prover))
         finally:
             deadline.cancel()
-            if not self._outcome.done():
+            if not self._outcome.done:
                 self._settle()
         return self._outcome.result()
 
@@ -165,7 +162,7 @@ class Race:
             self._attempts.cancel(
                 CancelReason(CancelCause.PREEMPTED, f"preempted by {result.prover}"), at_ns=now
             )
-        if len(self._results) == len(self._progress) and not self._outcome.done():
+        if len(self._results) == len(self._progress) and not self._outcome.done:
             # The last attempt has ended: the outcome is known here, two loop turns before
             # the task group's exit would tell run().
             self._settle()
@@ -232,10 +229,7 @@ class Race:
         )
         stopped = any(a.stop is not None for a in attempts)
         stop_latency = now - self._end_triggered_ns if stopped and self._end_triggered_ns else None
-        self._outcome.set_result(outcome)
-        for waiting in self._waiting:
-            if not waiting.done():
-                waiting.set_result(outcome)
+        self._outcome.set(outcome)
         self._observer.solve_finished(outcome, stop_latency)
 
     def _attempt_id(self, index: int) -> str:

@@ -34,6 +34,7 @@ from proofrace.core.model import (
     Source,
     Verdict,
 )
+from proofrace.core.once import Once
 from proofrace.race.plan import Plan
 from proofrace.race.race import Race
 
@@ -64,18 +65,18 @@ class Caller:
             self._timeout_s, self.cancel, CancelReason(CancelCause.TIMEOUT, passed)
         )
         self._left: CancelReason | None = None  # detached, with this cause
-        self._outcome: asyncio.Future[SolveOutcome] = loop.create_future()
+        self._outcome: Once[SolveOutcome] = Once()
 
     @property
     def done(self) -> bool:
-        return self._outcome.done()
+        return self._outcome.done
 
     def cancel(self, reason: CancelReason) -> bool:
         return self._shared.leave(self, reason)
 
     def status(self) -> SolveStatus:
         elapsed = time.monotonic_ns() - self._joined_ns
-        if self._left is not None and self._outcome.done():
+        if self._left is not None and self._outcome.done:
             return SolveStatus(
                 self.solve_id, SolveState.FINISHED, self._left, "", elapsed, (), self.source
             )
@@ -83,8 +84,8 @@ class Caller:
         return replace(status, solve_id=self.solve_id, elapsed_ns=elapsed, source=self.source)
 
     async def outcome(self) -> SolveOutcome:
-        # Shielded: a caller giving up on result() must not cancel anything.
-        return await asyncio.shield(self._outcome)
+        # A caller giving up on result() gives up its own wait, nothing else.
+        return await self._outcome.wait()
 
     # --- driven by the shared race -----------------------------------------------------
 
@@ -113,8 +114,8 @@ class Caller:
 
     def _settle(self, outcome: SolveOutcome) -> None:
         self._deadline.cancel()
-        if not self._outcome.done():
-            self._outcome.set_result(
+        if not self._outcome.done:
+            self._outcome.set(
                 replace(
                     outcome,
                     source=self.source,
@@ -132,7 +133,7 @@ class SharedRace:
         plan: Plan,
         task: asyncio.Task[object],
         max_timeout_s: float,
-        on_last_left: Callable[[SharedRace], None],
+        forget: Callable[[SharedRace], None],
         observer: JoinObserver,
     ) -> None:
         self.key = key
@@ -142,8 +143,9 @@ class SharedRace:
         self.store = False  # some caller wants the verdict cached
         self._attached: list[Caller] = []  # callers still in the race
         self._waiting: list[Caller] = []  # callers whose outcome is the race's
-        self._on_last_left = on_last_left
+        self._forget = forget  # no one may join it any more
         self._observer = observer
+        race.on_settled(self._settled)  # its callers have the outcome as soon as it is known
         task.add_done_callback(self._finished)
 
     @property
@@ -175,15 +177,24 @@ class SharedRace:
             return True
         # The last caller: the provers stop, with its cause, and it waits for them.
         caller.leaving_last()
-        self._on_last_left(self)
+        self._forget(self)
         return self.race.cancel(reason)
 
+    def _settled(self, outcome: SolveOutcome) -> None:
+        self._forget(self)  # decided
+        for caller in self._waiting:
+            caller.settle(outcome)
+        self._waiting.clear()
+        self._attached.clear()
+
     def _finished(self, task: asyncio.Task[object]) -> None:
-        outcome = None if task.cancelled() or task.exception() else task.result()
-        if not isinstance(outcome, SolveOutcome):
-            # Never for a sound race; still, no caller may wait forever.
-            error = SolveError(ErrorKind.INTERNAL, f"race {self.race.solve_id} failed")
-            outcome = SolveOutcome(
+        if self.race.done:
+            return  # its callers were settled with it
+        # The race's task ended without an outcome: never for a sound race; still, no caller
+        # may wait forever.
+        error = SolveError(ErrorKind.INTERNAL, f"race {self.race.solve_id} failed")
+        self._settled(
+            SolveOutcome(
                 self.race.solve_id,
                 "",
                 Verdict.ERROR,
@@ -191,10 +202,7 @@ class SharedRace:
                 self.plan.problem.format,
                 error=error,
             )
-        for caller in self._waiting:
-            caller.settle(outcome)
-        self._waiting.clear()
-        self._attached.clear()
+        )
 
 
 Launch = Callable[[str, Plan], tuple[Race, "asyncio.Task[object]"]]
