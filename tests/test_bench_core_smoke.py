@@ -1,0 +1,37 @@
+"""`python bench/core.py` end to end at its smallest: every part runs (proofrace, the bare
+loop, direct spawns, the minimal pycapnp server, remote workers, the sandbox) and every figure
+and ratio comes out. Nothing here checks a timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import REPO
+
+FIGURES = {
+    "cancel_p50_ms", "cancel_p99_ms", "drop_p50_ms", "drop_p99_ms",
+    "cancel_vs_bare_p50", "cancel_vs_bare_p99", "drop_vs_bare_p50", "drop_vs_bare_p99",
+    "trivial_vs_direct", "throughput_vs_direct", "dispatcher_cpu_ms",
+    "cancel_vs_minimal_p50", "drop_vs_minimal_p50", "trivial_vs_minimal",
+    "throughput_vs_minimal",
+}  # fmt: skip
+
+
+def test_every_figure_of_the_core_benchmark_comes_out(tmp_path: Path) -> None:
+    out = tmp_path / "core.json"
+    done = subprocess.run(
+        [sys.executable, "bench/core.py", "--runs", "2", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    figures = json.loads(out.read_text())
+    assert set(figures["ratios"]) == FIGURES
+    assert all(value > 0 for value in figures["ratios"].values())
+    stops = figures["preemption"]
+    assert {kind: len(times) for kind, times in stops.items()} == {
+        kind: 2 for kind in ("cancel", "drop", "bare", "minimal_cancel", "minimal_drop")
+    }
+    assert "Against the minimal pycapnp server" in done.stdout
