@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from harness import REPO
@@ -22,6 +23,8 @@ FIGURES = {
 
 def test_every_figure_of_the_core_benchmark_comes_out(tmp_path: Path) -> None:
     out = tmp_path / "core.json"
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("minimal-*"))
     done = subprocess.run(
         [sys.executable, "bench/core.py", "--runs", "2", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
@@ -35,3 +38,4 @@ def test_every_figure_of_the_core_benchmark_comes_out(tmp_path: Path) -> None:
         kind: 2 for kind in ("cancel", "drop", "bare", "minimal_cancel", "minimal_drop")
     }
     assert "Against the minimal pycapnp server" in done.stdout
+    assert set(scratch.glob("minimal-*")) == before  # the minimal server's scratch root went

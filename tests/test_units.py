@@ -447,9 +447,7 @@ async def test_a_value_set_once_wakes_its_waiters_and_one_giving_up_leaves_the_r
     value: Once[str] = Once()
     seen: list[str] = []
     value.on_set(seen.append)
-    staying = asyncio.ensure_future(value.wait())
-    leaving = asyncio.ensure_future(value.wait())
-    await asyncio.sleep(0)  # both are waiting
+    staying, leaving = value.wait(), value.wait()
     leaving.cancel()
     assert value.set("proved") and not value.set("refuted")  # the first value stands
     assert seen == ["proved"]  # in the stack that set it

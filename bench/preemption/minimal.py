@@ -207,6 +207,8 @@ async def serve(registry: Registry) -> None:
 
 def main() -> None:
     registry = Registry.load([Path(sys.argv[1])])
+    # Stopped with SIGTERM: leave through the event loop, so the scratch root goes with it.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     asyncio.run(capnp.run(serve(registry)))
 
 

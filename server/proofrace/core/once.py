@@ -54,13 +54,17 @@ class Once(Generic[T]):
         else:
             self._callbacks.append(callback)
 
-    async def wait(self) -> T:
-        if self._done:
-            return self._value  # type: ignore[return-value]
+    def wait(self) -> asyncio.Future[T]:
+        """A future of this caller's own, done with the value once it is set: cancelling it
+        (giving up) leaves the value and every other waiter alone."""
         waiting: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiting)
-        try:
-            return await waiting
-        finally:
-            if waiting in self._waiting:  # given up before it was set
-                self._waiting.remove(waiting)
+        if self._done:
+            waiting.set_result(self._value)  # type: ignore[arg-type]
+        else:
+            self._waiting.append(waiting)
+            waiting.add_done_callback(self._forget)
+        return waiting
+
+    def _forget(self, waiting: asyncio.Future[T]) -> None:
+        if waiting in self._waiting:  # given up before it was set
+            self._waiting.remove(waiting)
