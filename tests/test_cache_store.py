@@ -108,6 +108,47 @@ async def test_two_dispatchers_share_one_store(open_store) -> None:
     assert await first.get("x") is None
 
 
+async def test_the_embedded_store_rules_out_most_misses_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.sqlite3"
+    # Trusted for a minute after each look, so no step below outlives the trust.
+    first = await SqliteStore.open(path, 2, sync_s=60)
+    second = await SqliteStore.open(path, 2, sync_s=60)  # another dispatcher on the file
+    try:
+        assert not first.may_hold("a")
+        await first.put(entry("a"))
+        assert first.may_hold("a")
+        # The other has not looked at the file since: its index, still trusted, rules "a"
+        # out. Any lookup through the file looks again.
+        assert not second.may_hold("a")
+        assert await second.get("b") is None
+        assert second.may_hold("a")
+        assert await second.get("a") == entry("a")
+        # Evicted and invalidated keys leave the index of the store that removed them.
+        await first.put(entry("b"))
+        await first.put(entry("c"))
+        assert not first.may_hold("a")
+        assert await second.invalidate("z3", None) == 2
+        assert not second.may_hold("b") and not second.may_hold("c")
+        # The first's index still holds them: a lookup through the file says they are gone.
+        assert first.may_hold("b") and await first.get("b") is None
+        # An index past its trust rules nothing out.
+        await first.put(entry("d"))
+        stale = await SqliteStore.open(path, 2, sync_s=0)
+        try:
+            assert stale.may_hold("never-stored")
+        finally:
+            await stale.close()
+        # A new store reads every key once, on opening.
+        reopened = await SqliteStore.open(path, 2, sync_s=60)
+        try:
+            assert reopened.may_hold("d") and not reopened.may_hold("a")
+        finally:
+            await reopened.close()
+    finally:
+        await first.close()
+        await second.close()
+
+
 # --- the embedded store under several processes and a kill -9 ---------------------------------
 
 WRITER = textwrap.dedent(

@@ -105,6 +105,9 @@ class RedisStore:
             raise StoreError(f"redis {url}: {error}") from error
         return store
 
+    def may_hold(self, key: str) -> bool:
+        return True  # shared: only Redis knows; a lookup is one round trip anyway
+
     async def get(self, key: str) -> Entry | None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:

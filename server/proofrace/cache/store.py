@@ -21,6 +21,11 @@ class VerdictStore(Protocol):
 
     name: str
 
+    def may_hold(self, key: str) -> bool:
+        """False when the store surely lacks `key`, answered at once without I/O; True when it
+        may hold it (`get` tells)."""
+        ...
+
     async def get(self, key: str) -> Entry | None:
         """The entry, marked as just used; None when absent."""
         ...

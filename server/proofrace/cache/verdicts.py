@@ -55,6 +55,9 @@ class VerdictCache:
         """A finished solve answering from the cache, or None: race it."""
         if policy not in (CachePolicy.USE, CachePolicy.CERTIFIED_ONLY):
             return None
+        if not self.store.may_hold(key.digest):
+            self._observer.cache_miss(solve_id, "absent")
+            return None
         started = time.monotonic_ns()
         try:
             entry = await asyncio.wait_for(self.store.get(key.digest), LOOKUP_TIMEOUT_S)
