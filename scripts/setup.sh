@@ -10,7 +10,7 @@ venv="${PROOFRACE_VENV:-$root/.venv}"
 packages=(z3:z3 cvc5:cvc5 cvc4:cvc4 boolector:boolector cadical:cadical minisat:minisat
   cryptominisat5:cryptominisat picosat:picosat eprover:eprover SPASS:spass capnp:capnproto
   redis-server:redis-server  # redis-server: the shared verdict cache's tests
-  cc:gcc)  # cc: the prover sandbox's launcher
+  cc:gcc musl-gcc:musl-tools)  # cc, musl-gcc: the prover sandbox's launcher
 if [[ "${1:-}" == "--clients" ]]; then
   packages+=(pkg-config:pkg-config g++:g++ make:make)
 fi
@@ -42,14 +42,14 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "$want" >"$stamp"
 fi
 
-# The prover sandbox's launcher, beside the venv's python (where the server looks first).
-# Static: its exec needs no dynamic loader, a quarter of a millisecond less per prover started.
-jail_src="$root/server/proofrace/backends/jail/launcher.c"
-jail_build="cc -O2 -Wall -Wextra -static"
+# The prover sandbox's launcher, beside the venv's python (where the server looks first);
+# backends/jail/build.sh says how it is built, and why. Rebuilt when its source, its build
+# script or the C library it can use changed.
+jail_dir="$root/server/proofrace/backends/jail"
 jail_stamp="$venv/bin/.proofrace-jail.build"
-if [[ ! -x "$venv/bin/proofrace-jail" || "$jail_src" -nt "$venv/bin/proofrace-jail" ||
-      "$(cat "$jail_stamp" 2>/dev/null)" != "$jail_build" ]]; then
-  echo "setup: building proofrace-jail"
-  $jail_build -o "$venv/bin/proofrace-jail" "$jail_src"
-  echo "$jail_build" >"$jail_stamp"
+jail_want="$(cat "$jail_dir/launcher.c" "$jail_dir/build.sh" | sha256sum | cut -d' ' -f1) $(command -v musl-gcc || echo glibc)"
+if [[ ! -x "$venv/bin/proofrace-jail" || "$(cat "$jail_stamp" 2>/dev/null)" != "$jail_want" ]]; then
+  libc="$(sh "$jail_dir/build.sh" "$venv/bin/proofrace-jail")"
+  echo "setup: built proofrace-jail (static, $libc)"
+  echo "$jail_want" >"$jail_stamp"
 fi
