@@ -212,3 +212,27 @@ def test_a_prover_starts_in_its_directory_with_no_descriptor_but_its_three(
     child.wait()
     assert child.returncode == 0
     assert output.decode().split() == ["0", "1", "2", str(tmp_path)]
+
+
+def test_a_prover_starts_with_every_signal_at_its_default_and_none_blocked(
+    tmp_path: Path,
+) -> None:
+    """The server ignores SIGPIPE and SIGXFSZ (Python does); a prover must not inherit that,
+    or a file over its size limit fails a write instead of ending it. (Through the launcher's
+    rlimits-only mode, for the same reason as above.)"""
+    jail, _abi = make_jail(False, "", [], [])
+    assert jail is not None
+    assert signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN  # this very process
+    limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
+    line = jail.command(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], tmp_path, limits)
+    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
+    output = b""
+    while chunk := os.read(child.output, 4096):
+        output += chunk
+    child.close_output()
+    child.wait()
+    masks = dict(line.split(":") for line in output.decode().split("\n") if line)
+    ignored, blocked = int(masks["SigIgn"], 16), int(masks["SigBlk"], 16)
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
+        assert not ignored & (1 << (signum - 1)), signal.Signals(signum).name
+    assert blocked == 0

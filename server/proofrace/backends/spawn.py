@@ -3,15 +3,22 @@
 
 A command that starts with a launcher (the sandbox's `proofrace-jail`, which sets the limits,
 enters the attempt's directory and confines the prover in the child) is started with one
-`posix_spawn`: glibc's vfork and exec, nothing run in Python in between, and a failed exec
-reported by the call itself. Without a launcher, `subprocess.Popen` starts it (only Popen can
-set the working directory), also on its vfork path since no `preexec_fn` is given, and the
-parent sets the limits right after the exec.
+`posix_spawn`: the C library's vfork and exec, nothing run in Python in between, and a failed
+exec reported by the call itself. It is called through ctypes, which lets go of the
+interpreter lock for the call: `os.posix_spawn` keeps it while vfork waits for the exec, and
+a spawn on a spawn thread then froze the event loop (0.4 ms at the median and 2.5 ms at p90
+with 32 clients). The child starts with every signal at its default disposition and none
+blocked: the server ignores SIGPIPE and SIGXFSZ, which a prover must not inherit.
+
+Without a launcher, `subprocess.Popen` starts it (only Popen can set the working directory),
+also on its vfork path since no `preexec_fn` is given, and the parent sets the limits right
+after the exec.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -93,24 +100,86 @@ def _posix_spawn(argv: list[str], env: dict[str, str]) -> Child:
     # Every descriptor this process opens is close-on-exec (Python's default, and kj's), so
     # only the three set here reach the launcher; it closes any other before the prover runs.
     read_end, write_end = os.pipe()
+    actions = ctypes.create_string_buffer(_FILE_ACTIONS_BYTES)
+    _check(_libc.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init")
     try:
-        pid = os.posix_spawnp(
+        for step in (
+            _libc.posix_spawn_file_actions_addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0),
+            _libc.posix_spawn_file_actions_adddup2(actions, write_end, 1),
+            _libc.posix_spawn_file_actions_adddup2(actions, write_end, 2),
+        ):
+            _check(step, "posix_spawn_file_actions")
+        args = _strings([os.fsencode(a) for a in argv])
+        environment = _strings([os.fsencode(f"{k}={v}") for k, v in env.items()])
+        pid = ctypes.c_int()
+        _check(
+            _libc.posix_spawnp(ctypes.byref(pid), args[0], actions, _ATTRIBUTES, args, environment),
             argv[0],
-            argv,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_end, 1),
-                (os.POSIX_SPAWN_DUP2, write_end, 2),
-            ],
-            setsid=True,
         )
     except BaseException:
         os.close(read_end)
         raise
     finally:
+        _libc.posix_spawn_file_actions_destroy(actions)
         os.close(write_end)
-    return Child(pid, read_end)
+    return Child(pid.value, read_end)
+
+
+# The C library's posix_spawn, its file actions and attributes, as opaque buffers larger than
+# any C library's structures (glibc's are 80 and 336 bytes; a sigset_t is 128).
+_libc = ctypes.CDLL(None, use_errno=True)
+_FILE_ACTIONS_BYTES = 256
+_ATTRIBUTES_BYTES = 1024
+_SIGSET_BYTES = 256
+# The same values in glibc and musl.
+_SETSIGDEF, _SETSIGMASK, _SETSID = 0x04, 0x08, 0x80
+_libc.posix_spawnp.argtypes = [
+    ctypes.POINTER(ctypes.c_int),
+    ctypes.c_char_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_char_p),
+    ctypes.POINTER(ctypes.c_char_p),
+]
+_libc.posix_spawn_file_actions_addopen.argtypes = [
+    ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint
+]  # fmt: skip
+_libc.posix_spawn_file_actions_adddup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+_libc.posix_spawnattr_setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
+
+
+def _check(error: int, what: str) -> None:
+    """posix_spawn and its helpers return the error number itself."""
+    if error:
+        raise OSError(error, os.strerror(error), what)
+
+
+def _strings(items: list[bytes]) -> ctypes.Array[ctypes.c_char_p]:
+    """A NULL-terminated array of C strings."""
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+
+def _attributes() -> ctypes.Array[ctypes.c_char]:
+    """Made once and only read by every spawn: a new session, every signal at its default
+    disposition, none blocked."""
+    attributes = ctypes.create_string_buffer(_ATTRIBUTES_BYTES)
+    every, none = (
+        ctypes.create_string_buffer(_SIGSET_BYTES),
+        ctypes.create_string_buffer(_SIGSET_BYTES),
+    )
+    _check(_libc.posix_spawnattr_init(attributes), "posix_spawnattr_init")
+    _check(_libc.sigfillset(every) and ctypes.get_errno(), "sigfillset")
+    _check(_libc.sigemptyset(none) and ctypes.get_errno(), "sigemptyset")
+    _check(_libc.posix_spawnattr_setsigdefault(attributes, every), "posix_spawnattr_setsigdefault")
+    _check(_libc.posix_spawnattr_setsigmask(attributes, none), "posix_spawnattr_setsigmask")
+    _check(
+        _libc.posix_spawnattr_setflags(attributes, _SETSID | _SETSIGDEF | _SETSIGMASK),
+        "posix_spawnattr_setflags",
+    )
+    return attributes
+
+
+_ATTRIBUTES = _attributes()
 
 
 def _apply_limits(pid: int, limits: Limits) -> None:
