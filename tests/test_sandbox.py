@@ -236,3 +236,21 @@ def test_a_prover_starts_with_every_signal_at_its_default_and_none_blocked(
     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         assert not ignored & (1 << (signum - 1)), signal.Signals(signum).name
     assert blocked == 0
+
+
+def test_a_prover_writing_past_its_file_size_limit_is_ended_there(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE, set by the launcher: the write that would pass it ends the prover with
+    SIGXFSZ, and the file stops at the limit."""
+    jail, _abi = make_jail(True, "", [], [])
+    assert jail is not None
+    limit = 1024 * 1024
+    limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=limit, grace_seconds=0.2)
+    writer = ["sh", "-c", "exec head -c 3000000 /dev/zero > big"]
+    line = jail.command(writer, tmp_path, limits)
+    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
+    while os.read(child.output, 4096):
+        pass
+    child.close_output()
+    child.wait()
+    assert child.returncode == -signal.SIGXFSZ
+    assert (tmp_path / "big").stat().st_size == limit
