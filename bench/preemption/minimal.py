@@ -199,16 +199,19 @@ async def serve(registry: Registry) -> None:
             bootstrap = Dispatcher(registry, Path(root))
             await capnp.TwoPartyServer(stream, bootstrap=bootstrap).on_disconnect()
 
+        # Stopped with SIGTERM, told by the event loop (an exception raised from a Python
+        # signal handler can land in a finalizer, which swallows it): the server closes and
+        # the scratch root goes with it.
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         server = await capnp.AsyncIoStream.create_server(accept, "127.0.0.1", 0)
         print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
         async with server:
-            await server.serve_forever()
+            await stop.wait()
 
 
 def main() -> None:
     registry = Registry.load([Path(sys.argv[1])])
-    # Stopped with SIGTERM: leave through the event loop, so the scratch root goes with it.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     asyncio.run(capnp.run(serve(registry)))
 
 
