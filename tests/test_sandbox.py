@@ -238,6 +238,17 @@ def test_a_prover_starts_with_every_signal_at_its_default_and_none_blocked(
     assert blocked == 0
 
 
+def test_a_launcher_that_cannot_be_run_is_an_error_and_leaves_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        spawn([str(tmp_path / "no-launcher"), "--", "true"], cwd=tmp_path, env={}, limits=limits,
+              launched=True)  # fmt: skip
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_prover_writing_past_its_file_size_limit_is_ended_there(tmp_path: Path) -> None:
     """RLIMIT_FSIZE, set by the launcher: the write that would pass it ends the prover with
     SIGXFSZ, and the file stops at the limit."""

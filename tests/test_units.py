@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from proofrace.backends.local import remove_scratch
+from proofrace.backends.local import failure_message, remove_scratch
 from proofrace.backends.registry import Registry, RegistryError, parse
 from proofrace.backends.verdicts import Finding, OutputScanner, Rule
 from proofrace.config import ConfigError, Settings
@@ -29,6 +29,7 @@ from proofrace.core.model import (
     CancelCause,
     CancelReason,
     Conflict,
+    Exit,
     Format,
     Grounds,
     Stop,
@@ -420,6 +421,18 @@ def test_log_lines_inside_the_loop_wait_for_the_batch_and_keep_their_instant(
         assert json.loads(out.getvalue().splitlines()[-1])["event"] == "outside.the.loop"
     finally:
         structlog.reset_defaults()
+
+
+def test_a_prover_ended_by_a_limit_is_told_which() -> None:
+    scanner = OutputScanner((), 1024)
+    scanner.feed(b"c writing the proof\n")
+    assert failure_message(Exit(signal=signal.SIGXFSZ), scanner) == (
+        "killed by SIGXFSZ: a file reached the size limit (temp_disk_mb): c writing the proof"
+    )
+    assert failure_message(Exit(signal=signal.SIGSEGV), OutputScanner((), 1024)) == (
+        "killed by SIGSEGV"
+    )
+    assert failure_message(Exit(code=3), OutputScanner((), 1024)) == "exited with code 3"
 
 
 @pytest.mark.parametrize("nested", [False, True])

@@ -195,11 +195,13 @@ def _classify(prover: str, report: ProcessReport, scanner: OutputScanner) -> Att
         return replace(base, outcome=_ANSWER_OF[answer.finding][0])
     if report.cpu_limited:
         return replace(base, outcome=AttemptOutcome.TIMEOUT, message="CPU time limit reached")
-    return replace(base, message=_failure_message(report.exit, scanner))
+    return replace(base, message=failure_message(report.exit, scanner))
 
 
-def _failure_message(exit_status: Exit, scanner: OutputScanner) -> str:
-    if exit_status.signal is not None:
+def failure_message(exit_status: Exit, scanner: OutputScanner) -> str:
+    if exit_status.signal == signal.SIGXFSZ:
+        how = "killed by SIGXFSZ: a file reached the size limit (temp_disk_mb)"
+    elif exit_status.signal is not None:
         how = f"killed by {signal.Signals(exit_status.signal).name}"
     elif exit_status.code:
         how = f"exited with code {exit_status.code}"

@@ -100,15 +100,30 @@ def _posix_spawn(argv: list[str], env: dict[str, str]) -> Child:
     # Every descriptor this process opens is close-on-exec (Python's default, and kj's), so
     # only the three set here reach the launcher; it closes any other before the prover runs.
     read_end, write_end = os.pipe()
+    try:
+        pid = _spawn_with_output(argv, env, write_end)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return Child(pid, read_end)
+
+
+def _spawn_with_output(argv: list[str], env: dict[str, str], output: int) -> int:
+    """posix_spawnp of `argv`: stdin on /dev/null, stdout and stderr on `output`."""
     actions = ctypes.create_string_buffer(_FILE_ACTIONS_BYTES)
     _check(_libc.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init")
     try:
-        for step in (
+        _check(
             _libc.posix_spawn_file_actions_addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0),
-            _libc.posix_spawn_file_actions_adddup2(actions, write_end, 1),
-            _libc.posix_spawn_file_actions_adddup2(actions, write_end, 2),
-        ):
-            _check(step, "posix_spawn_file_actions")
+            "posix_spawn_file_actions_addopen",
+        )
+        for fd in (1, 2):
+            _check(
+                _libc.posix_spawn_file_actions_adddup2(actions, output, fd),
+                "posix_spawn_file_actions_adddup2",
+            )
         args = _strings([os.fsencode(a) for a in argv])
         environment = _strings([os.fsencode(f"{k}={v}") for k, v in env.items()])
         pid = ctypes.c_int()
@@ -116,13 +131,9 @@ def _posix_spawn(argv: list[str], env: dict[str, str]) -> Child:
             _libc.posix_spawnp(ctypes.byref(pid), args[0], actions, _ATTRIBUTES, args, environment),
             argv[0],
         )
-    except BaseException:
-        os.close(read_end)
-        raise
+        return pid.value
     finally:
         _libc.posix_spawn_file_actions_destroy(actions)
-        os.close(write_end)
-    return Child(pid.value, read_end)
 
 
 # The C library's posix_spawn, its file actions and attributes, as opaque buffers larger than
@@ -168,8 +179,9 @@ def _attributes() -> ctypes.Array[ctypes.c_char]:
         ctypes.create_string_buffer(_SIGSET_BYTES),
     )
     _check(_libc.posix_spawnattr_init(attributes), "posix_spawnattr_init")
-    _check(_libc.sigfillset(every) and ctypes.get_errno(), "sigfillset")
-    _check(_libc.sigemptyset(none) and ctypes.get_errno(), "sigemptyset")
+    # These two return -1 and set errno on failure.
+    _check(ctypes.get_errno() if _libc.sigfillset(every) else 0, "sigfillset")
+    _check(ctypes.get_errno() if _libc.sigemptyset(none) else 0, "sigemptyset")
     _check(_libc.posix_spawnattr_setsigdefault(attributes, every), "posix_spawnattr_setsigdefault")
     _check(_libc.posix_spawnattr_setsigmask(attributes, none), "posix_spawnattr_setsigmask")
     _check(
