@@ -113,7 +113,8 @@ class SqliteStore:
         return self._db
 
     def may_hold(self, key: str) -> bool:
-        return self._index.may_hold(key)
+        # A closed store rules nothing out: the lookup tells the caller it is closed.
+        return self._closed or self._index.may_hold(key)
 
     async def get(self, key: str) -> Entry | None:
         def get() -> Entry | None:
