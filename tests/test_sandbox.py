@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import SERVER_ENV, server_args
 
-from proofrace.backends.sandbox import make_jail
+from proofrace.backends.sandbox import SYSTEM_PATHS, make_jail
 from proofrace.backends.spawn import Limits, spawn
 from proofrace.client import AttemptOutcome, Client, Format, Verdict
 
@@ -265,3 +265,33 @@ def test_a_prover_writing_past_its_file_size_limit_is_ended_there(tmp_path: Path
     child.wait()
     assert child.returncode == -signal.SIGXFSZ
     assert (tmp_path / "big").stat().st_size == limit
+
+
+def test_each_system_path_is_one_rule_and_still_readable(tmp_path: Path) -> None:
+    """The launcher adds a Landlock rule per `--ro` path (an open and three more system calls
+    per prover): links are resolved and paths beneath another left out, so /bin, /lib and
+    /etc/localtime on a merged-/usr system add no rule of their own. A confined prover still
+    reads and runs from every system path, through its links."""
+    jail, _abi = make_jail(True, "", [], [])
+    assert jail is not None
+    limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
+    present = [p for p in SYSTEM_PATHS if os.path.exists(p)]
+    reads = " && ".join(
+        f"ls {p} >/dev/null" if os.path.isdir(p) else f"head -c 1 {p} >/dev/null" for p in present
+    )
+    line = jail.command(["sh", "-c", f"{reads} && /bin/true && echo readable"], tmp_path, limits)
+    rules = [Path(line[i + 1]) for i, word in enumerate(line) if word == "--ro"]
+    assert len(rules) == len(set(rules))
+    assert not [(a, b) for a in rules for b in rules if a != b and a.is_relative_to(b)]
+    assert all(
+        any(Path(os.path.realpath(p)).is_relative_to(rule) for rule in rules) for p in present
+    )
+    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
+    output = b""
+    while chunk := os.read(child.output, 4096):
+        output += chunk
+    child.close_output()
+    child.wait()
+    assert (child.returncode, output) == (0, b"readable\n"), output
+    if os.path.islink("/bin"):  # merged /usr: one rule for /usr, /bin, /sbin, /lib, /lib64
+        assert Path("/bin") not in rules and Path("/usr") in rules
