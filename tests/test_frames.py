@@ -55,9 +55,9 @@ class Inner:
         self.transport = transport
 
 
-def wrapped() -> tuple[Recorder, Any]:
+def wrapped(whole_turn: bool = False) -> tuple[Recorder, Any]:
     inner, real = Inner(), Recorder()
-    WholeFramesProtocol(inner).connection_made(real)
+    WholeFramesProtocol(inner, whole_turn).connection_made(real)
     return real, inner.transport
 
 
@@ -87,6 +87,19 @@ async def test_an_unfinished_frame_still_leaves_on_the_next_turn_and_at_close() 
     transport.write(body[:8])
     transport.close()
     assert real.writes == [table, body[:8]] and real.closed
+
+
+async def test_a_client_sends_the_messages_of_one_turn_together() -> None:
+    """A client's `solve` and its pipelined `result` leave in the same turn: one send."""
+    real, transport = wrapped(whole_turn=True)
+    for piece in (*frame(b"s" * 16), *frame(b"r" * 8, b"t" * 8)):
+        transport.write(piece)
+    assert real.writes == []
+    await real.written.wait()  # the loop's next turn
+    assert real.writes == [b"".join((*frame(b"s" * 16), *frame(b"r" * 8, b"t" * 8)))]
+    transport.write(frame(b"c" * 8)[0])
+    transport.close()  # what is held leaves before the close
+    assert real.writes[1:] == [frame(b"c" * 8)[0]] and real.closed
 
 
 async def test_large_pieces_are_not_copied_into_one() -> None:

@@ -48,19 +48,23 @@ class Link:
         loop = asyncio.get_running_loop()
         sock = await (_dial_unix(address.path) if address.path else _dial_tcp(address))
         try:
-            # Each message written whole, in one send (see proofrace.wire.frames).
+            # The messages of one loop turn written together, in one send (see
+            # proofrace.wire.frames): a solve and its pipelined result() call, say.
             if address.path:
                 stream = await open_stream(
-                    lambda made: loop.create_unix_connection(made, sock=sock)
+                    lambda made: loop.create_unix_connection(made, sock=sock), whole_turn=True
                 )
             elif tls is not None:
                 stream = await open_stream(
                     lambda made: loop.create_connection(
                         made, sock=sock, ssl=tls, server_hostname=address.host
-                    )
+                    ),
+                    whole_turn=True,
                 )
             else:
-                stream = await open_stream(lambda made: loop.create_connection(made, sock=sock))
+                stream = await open_stream(
+                    lambda made: loop.create_connection(made, sock=sock), whole_turn=True
+                )
         except BaseException:
             sock.close()
             raise

@@ -7,6 +7,11 @@ where a send also runs the receiving side's work, that doubled the cost of every
 `WholeFramesProtocol` wraps pycapnp's stream protocol and hands it a transport that holds the
 pieces until they complete a frame, then writes the frame at once: one send per message.
 
+A client may instead hold its writes until the loop's next turn (`whole_turn`): its `solve`
+and the pipelined `result()` call then leave in one send, which saves a send, and a wake-up
+of the server, per solve. The server does not: an answer held to the end of the turn waits
+for the rest of the turn's work (measured: a trivial solve 0.13–0.4 ms slower).
+
 `FrameCursor` follows the frame boundaries in a byte stream (header arithmetic only, no
 copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it too.
 """
@@ -77,14 +82,19 @@ class _WholeFrames:
     """The transport as pycapnp sees it: writes are held until they complete a frame, then
     written together; everything else is the real transport's."""
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, whole_turn: bool = False) -> None:
         self._transport = transport
         self._cursor = FrameCursor()
         self._held: list[bytes] = []
         self._due: asyncio.Handle | None = None
+        self._whole_turn = whole_turn
 
     def write(self, data: bytes) -> None:
         self._held.append(data)
+        if self._whole_turn:
+            if self._due is None:
+                self._due = asyncio.get_running_loop().call_soon(self.flush)
+            return
         self._cursor.feed(memoryview(data))
         if not self._cursor.inside:
             self.flush()
@@ -132,13 +142,14 @@ class WholeFramesProtocol(asyncio.BufferedProtocol):
     """pycapnp's stream protocol, handed a transport that writes whole frames; everything
     else passes through. `transport` is the real one."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, whole_turn: bool = False) -> None:
         self._inner = inner
+        self._whole_turn = whole_turn
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self._inner.connection_made(_WholeFrames(transport))
+        self._inner.connection_made(_WholeFrames(transport, self._whole_turn))
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._inner.get_buffer(sizehint)
@@ -163,9 +174,13 @@ class WholeFramesProtocol(asyncio.BufferedProtocol):
 Connect = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[object]]
 
 
-async def open_stream(connect: Connect) -> Any:
+async def open_stream(connect: Connect, *, whole_turn: bool = False) -> Any:
     """A pycapnp stream that writes whole frames. `connect(factory)` makes the connection:
-    the loop's `create_connection` or `create_unix_connection` with its arguments bound."""
+    the loop's `create_connection` or `create_unix_connection` with its arguments bound.
+    `whole_turn`: hold writes until the loop's next turn, so that every message of one turn
+    leaves in one send."""
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    await connect(lambda: WholeFramesProtocol(capnp.AsyncIoStream._connect(ready.set_result)))
+    await connect(
+        lambda: WholeFramesProtocol(capnp.AsyncIoStream._connect(ready.set_result), whole_turn)
+    )
     return await ready
