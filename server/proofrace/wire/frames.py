@@ -10,7 +10,7 @@ pieces until they complete a frame, then writes the frame at once: one send per 
 A client may instead hold its writes until the loop's next turn (`whole_turn`): its `solve`
 and the pipelined `result()` call then leave in one send, which saves a send, and a wake-up
 of the server, per solve. The server does not: an answer held to the end of the turn waits
-for the rest of the turn's work (measured: a trivial solve 0.13–0.4 ms slower).
+for the rest of the turn's work (measured: a trivial solve 0.13 to 0.4 ms slower).
 
 `FrameCursor` follows the frame boundaries in a byte stream (header arithmetic only, no
 copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it too.
