@@ -268,7 +268,7 @@ def test_a_prover_writing_past_its_file_size_limit_is_ended_there(tmp_path: Path
 
 
 def test_each_system_path_is_one_rule_and_still_readable(tmp_path: Path) -> None:
-    """The launcher adds a Landlock rule per `--ro` path (an open and three more system calls
+    """The launcher adds a Landlock rule per `--ro` path (an open and four more system calls
     per prover): links are resolved and paths beneath another left out, so /bin, /lib and
     /etc/localtime on a merged-/usr system add no rule of their own. A confined prover still
     reads and runs from every system path, through its links."""

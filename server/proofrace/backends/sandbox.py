@@ -180,7 +180,7 @@ def _system_rules() -> tuple[str, ...]:
     what a link points to), those missing left out, and those beneath another left out (a rule
     covers everything beneath its directory). On a merged-/usr system /bin, /sbin, /lib and
     /lib64 are links into /usr, and /etc/localtime points into it: one rule for all six. Each
-    rule costs the launcher an open and three more system calls per prover."""
+    rule costs the launcher an open and four more system calls per prover."""
     real = list(dict.fromkeys(os.path.realpath(p) for p in SYSTEM_PATHS if os.path.exists(p)))
     return tuple(p for p in real if not _beneath(p, [r for r in real if r != p]))
 
