@@ -48,6 +48,17 @@ def output_of(outcome, prover: str) -> str:  # type: ignore[no-untyped-def]
     return next(a for a in outcome.attempts if a.prover == prover).output_tail
 
 
+def run_launched(line: list[str], cwd: Path, limits: Limits) -> tuple[int | None, bytes]:
+    """Start a launcher's command line as the server does, read all it writes, reap it."""
+    child = spawn(line, cwd=cwd, env=dict(os.environ), limits=limits, launched=True)
+    output = b""
+    while chunk := os.read(child.output, 4096):
+        output += chunk
+    child.close_output()
+    child.wait()
+    return child.returncode, output
+
+
 def test_z3_cannot_write_outside_its_directory(confined: RunningServer, tmp_path: Path, run):
     target = tmp_path / "escape.pth"
     problem = f'(set-option :regular-output-channel "{target}")\n{SAT}'
@@ -202,15 +213,10 @@ def test_a_prover_starts_in_its_directory_with_no_descriptor_but_its_three(
     os.set_inheritable(inherited, True)
     try:
         line = jail.command(["sh", "-c", "ls /proc/$$/fd; pwd"], tmp_path, limits)
-        child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
+        returncode, output = run_launched(line, tmp_path, limits)
     finally:
         os.close(inherited)
-    output = b""
-    while chunk := os.read(child.output, 4096):
-        output += chunk
-    child.close_output()
-    child.wait()
-    assert child.returncode == 0
+    assert returncode == 0
     assert output.decode().split() == ["0", "1", "2", str(tmp_path)]
 
 
@@ -225,12 +231,7 @@ def test_a_prover_starts_with_every_signal_at_its_default_and_none_blocked(
     assert signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN  # this very process
     limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=0, grace_seconds=0.2)
     line = jail.command(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], tmp_path, limits)
-    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
-    output = b""
-    while chunk := os.read(child.output, 4096):
-        output += chunk
-    child.close_output()
-    child.wait()
+    _returncode, output = run_launched(line, tmp_path, limits)
     masks = dict(line.split(":") for line in output.decode().split("\n") if line)
     ignored, blocked = int(masks["SigIgn"], 16), int(masks["SigBlk"], 16)
     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
@@ -257,13 +258,8 @@ def test_a_prover_writing_past_its_file_size_limit_is_ended_there(tmp_path: Path
     limit = 1024 * 1024
     limits = Limits(cpu_seconds=10, memory_bytes=0, file_bytes=limit, grace_seconds=0.2)
     writer = ["sh", "-c", "exec head -c 3000000 /dev/zero > big"]
-    line = jail.command(writer, tmp_path, limits)
-    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
-    while os.read(child.output, 4096):
-        pass
-    child.close_output()
-    child.wait()
-    assert child.returncode == -signal.SIGXFSZ
+    returncode, _output = run_launched(jail.command(writer, tmp_path, limits), tmp_path, limits)
+    assert returncode == -signal.SIGXFSZ
     assert (tmp_path / "big").stat().st_size == limit
 
 
@@ -286,12 +282,6 @@ def test_each_system_path_is_one_rule_and_still_readable(tmp_path: Path) -> None
     assert all(
         any(Path(os.path.realpath(p)).is_relative_to(rule) for rule in rules) for p in present
     )
-    child = spawn(line, cwd=tmp_path, env=dict(os.environ), limits=limits, launched=True)
-    output = b""
-    while chunk := os.read(child.output, 4096):
-        output += chunk
-    child.close_output()
-    child.wait()
-    assert (child.returncode, output) == (0, b"readable\n"), output
+    assert run_launched(line, tmp_path, limits) == (0, b"readable\n")
     if os.path.islink("/bin"):  # merged /usr: one rule for /usr, /bin, /sbin, /lib, /lib64
         assert Path("/bin") not in rules and Path("/usr") in rules
