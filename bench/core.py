@@ -421,10 +421,14 @@ def racing_config(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def remote_cluster(registry: str) -> Iterator[RunningServer]:
+def remote_cluster(
+    registry: str, environment: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    """A dispatcher with no local slots and two workers of four slots; `environment` is
+    added to all three's."""
     config = str(racing_config(Path(registry).parent / "racing.toml"))
     common = ["--metrics", "127.0.0.1:0", "--provers-file", registry, "--config", config]
-    env = {"PROOFRACE_WORKER_SECRET": "the benchmark's worker credential"}
+    env = {"PROOFRACE_WORKER_SECRET": "the benchmark's worker credential", **(environment or {})}
     with contextlib.ExitStack() as stack:
         dispatcher = stack.enter_context(
             running_server(["--listen", "127.0.0.1:0", "--local-slots", "0", *common], env)

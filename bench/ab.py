@@ -1,0 +1,168 @@
+"""Two versions of the server side by side in one run: this checkout against another
+revision, on the same machine, in the same minutes, round by round.
+
+Figures taken at different moments do not compare on a shared machine: the same code gave a
+trivial solve of 6.1 ms in one run of bench/core.py and 8.8 ms in the next. Here both
+servers run at once, with the same registry and the racing settings of bench/core.py, and
+each round measures both, the one that goes first alternating:
+
+- a trivial solve (minisat on a two-clause CNF), the median of `--solves` in turn;
+- solves per second with 32 clients (`--each` solves each), and the server's CPU per solve
+  meanwhile (user + system time from /proc, threads included, children not);
+- cancel → 8 reaped and drop → 8 reaped, the portfolio race of bench/core.py (the median of
+  `--stops` of each);
+- with `--remote`, the dispatcher's CPU per remote attempt, two clusters of a dispatcher and
+  two workers.
+
+The base's `server/proofrace`, `client/python` and `schemas` come from `git archive` of a
+revision, or from another checkout's directory; the sandbox launcher binary and the client
+driving both servers are this checkout's.
+
+Usage: python bench/ab.py --base REV [--rounds N] [--solves N] [--each N] [--stops N]
+                          [--remote]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import core  # noqa: E402
+from proofrace.client import Client  # noqa: E402
+from tests.support.server import RunningServer, running_server  # noqa: E402
+
+# Where each part of the package lives in the checkout (pyproject's package-dir).
+_PARTS = {"server/proofrace": "", "client/python": "client", "schemas": "schemas"}
+# Figures where less is better; the others (solves per second) more.
+_LOWER_IS_BETTER = {"trivial solve, ms", "server CPU per solve, ms", "cancel → 8 reaped, ms",
+                    "drop → 8 reaped, ms", "dispatcher CPU per remote attempt, ms"}  # fmt: skip
+
+
+def base_package(base: str, into: Path) -> Path:
+    """The `proofrace` package of `base` (a git revision of this checkout, or the directory
+    of another checkout), laid out for PYTHONPATH; returns the directory to put on it."""
+    tree = Path(base)
+    if not tree.is_dir():
+        tree = into / "tree"
+        archive = into / "base.tar"
+        with archive.open("wb") as out:
+            subprocess.run(["git", "archive", base, *_PARTS], cwd=REPO, stdout=out, check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tree, filter="data")
+    lib = into / "lib"
+    skip = shutil.ignore_patterns("__pycache__")
+    for part, name in _PARTS.items():
+        shutil.copytree(tree / part, lib / "proofrace" / name, ignore=skip)
+    return lib
+
+
+def _round(
+    found: dict[str, dict[str, list[float]]],
+    servers: dict[str, RunningServer],
+    order: list[str],
+    args: argparse.Namespace,
+    watcher: core.Watcher,
+) -> None:
+    for side in order:
+        server = servers[side]
+
+        async def trivial(address: str = server.address) -> float:
+            async with Client.connect(address) as client:
+                await core.trivial_solve(client)  # warm
+                return statistics.median(
+                    [await core.trivial_solve(client) for _ in range(args.solves)]
+                )
+
+        async def stops(target: RunningServer = server) -> tuple[float, float]:
+            cancels, drops = [], []
+            async with Client.connect(target.address) as client:
+                for _ in range(args.stops):
+                    cancels.append(await core.cancel_once(client, target, watcher))
+                    drops.append(await core.drop_once(client, target, watcher))
+            return statistics.median(cancels), statistics.median(drops)
+
+        record = found.setdefault
+        record("trivial solve, ms", {}).setdefault(side, []).append(core._run(trivial()))
+        cpu_before = core.process_cpu_s(server.pid)
+        rate = core._run(core.service_throughput(server.address, core.CLIENTS, args.each))
+        cpu = (core.process_cpu_s(server.pid) - cpu_before) * 1e3 / (core.CLIENTS * args.each)
+        record("solves/s at 32 clients", {}).setdefault(side, []).append(rate)
+        record("server CPU per solve, ms", {}).setdefault(side, []).append(cpu)
+        cancel, drop = core._run(stops())
+        record("cancel → 8 reaped, ms", {}).setdefault(side, []).append(cancel)
+        record("drop → 8 reaped, ms", {}).setdefault(side, []).append(drop)
+
+
+def table(found: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Medians per side, this checkout's over the base's, and how many rounds it did better."""
+    lines = [f"{'':38} {'base':>9} {'this':>9} {'this/base':>10}  better in"]
+    for figure, sides in found.items():
+        base, this = sides["base"], sides["this"]
+        lower = figure in _LOWER_IS_BETTER
+        better = sum(1 for b, t in zip(base, this, strict=True) if (t < b if lower else t > b))
+        b, t = statistics.median(base), statistics.median(this)
+        lines.append(f"{figure:38} {b:9.2f} {t:9.2f} {t / b:9.2f}x  {better} of {len(base)} rounds")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="a git revision, or a checkout's directory")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds (default 6)")
+    parser.add_argument("--solves", type=int, default=60, help="trivial solves a round")
+    parser.add_argument("--each", type=int, default=8, help="solves per client at 32 clients")
+    parser.add_argument("--stops", type=int, default=5, help="cancels and drops a round")
+    parser.add_argument("--remote", action="store_true", help="also the dispatcher's CPU")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = base_package(args.base, Path(tmp))
+        registry = str(core.portfolio_registry(Path(tmp) / "portfolio.toml"))
+        serve = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--provers-file"]
+        serve += [registry, "--config", str(core.racing_config(Path(tmp) / "racing.toml"))]
+        found: dict[str, dict[str, list[float]]] = {}
+        watcher = core.Watcher()
+        try:
+            with (
+                running_server(serve, {"PYTHONPATH": str(lib)}) as base,
+                running_server(serve) as this,
+            ):
+                for i in range(args.rounds):
+                    order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
+                    _round(found, {"base": base, "this": this}, order, args, watcher)
+        finally:
+            watcher.close()
+        if args.remote:
+            _remote(found, registry, lib, args.rounds)
+
+    print(f"{args.base} (base) against this checkout, {args.rounds} alternating rounds:")
+    print("\n".join(table(found)))
+
+
+def _remote(
+    found: dict[str, dict[str, list[float]]], registry: str, lib: Path, rounds: int
+) -> None:
+    with contextlib.ExitStack() as stack:
+        clusters = {
+            "base": stack.enter_context(core.remote_cluster(registry, {"PYTHONPATH": str(lib)})),
+            "this": stack.enter_context(core.remote_cluster(registry)),
+        }
+        figure = found.setdefault("dispatcher CPU per remote attempt, ms", {})
+        for i in range(rounds):
+            for side in ["base", "this"] if i % 2 == 0 else ["this", "base"]:
+                cpu = core._run(core.dispatcher_cpu_per_attempt(clusters[side], 300))
+                figure.setdefault(side, []).append(cpu)
+
+
+if __name__ == "__main__":
+    main()
