@@ -14,6 +14,11 @@ each round measures both, the one that goes first alternating:
 - with `--remote`, the dispatcher's CPU per remote attempt, two clusters of a dispatcher and
   two workers.
 
+Each round starts every server afresh: a process keeps its own layout for life (hash seeds,
+where its memory lands), and one instance can be a few per cent faster than another of the
+same code. With the same two dispatchers kept for a whole run, two runs of one comparison
+came out 1.09x in one and 0.93x in the other, each side "better" in nearly every round.
+
 The base's `server/proofrace`, `client/python` and `schemas` come from `git archive` of a
 revision, or from another checkout's directory; the sandbox launcher binary and the client
 driving both servers are this checkout's.
@@ -68,39 +73,50 @@ def base_package(base: str, into: Path) -> Path:
 
 def _round(
     found: dict[str, dict[str, list[float]]],
-    servers: dict[str, RunningServer],
+    serve: list[str],
+    lib: Path,
     order: list[str],
     args: argparse.Namespace,
     watcher: core.Watcher,
 ) -> None:
-    for side in order:
-        server = servers[side]
+    """One round: both servers started afresh, then each measured in turn."""
+    environments = {"base": {"PYTHONPATH": str(lib)}, "this": {}}
+    with contextlib.ExitStack() as stack:
+        servers = {side: stack.enter_context(running_server(serve, environments[side]))
+                   for side in order}  # fmt: skip
+        for side in order:
+            server = servers[side]
+            record = found.setdefault
+            record("trivial solve, ms", {}).setdefault(side, []).append(
+                core._run(_trivial(server.address, args.solves))
+            )
+            core._run(core.service_throughput(server.address, core.CLIENTS, 1))  # warm
+            cpu_before = core.process_cpu_s(server.pid)
+            rate = core._run(core.service_throughput(server.address, core.CLIENTS, args.each))
+            cpu = (core.process_cpu_s(server.pid) - cpu_before) * 1e3
+            record("solves/s at 32 clients", {}).setdefault(side, []).append(rate)
+            record("server CPU per solve, ms", {}).setdefault(side, []).append(
+                cpu / (core.CLIENTS * args.each)
+            )
+            cancel, drop = core._run(_stops(server, watcher, args.stops))
+            record("cancel → 8 reaped, ms", {}).setdefault(side, []).append(cancel)
+            record("drop → 8 reaped, ms", {}).setdefault(side, []).append(drop)
 
-        async def trivial(address: str = server.address) -> float:
-            async with Client.connect(address) as client:
-                await core.trivial_solve(client)  # warm
-                return statistics.median(
-                    [await core.trivial_solve(client) for _ in range(args.solves)]
-                )
 
-        async def stops(target: RunningServer = server) -> tuple[float, float]:
-            cancels, drops = [], []
-            async with Client.connect(target.address) as client:
-                for _ in range(args.stops):
-                    cancels.append(await core.cancel_once(client, target, watcher))
-                    drops.append(await core.drop_once(client, target, watcher))
-            return statistics.median(cancels), statistics.median(drops)
+async def _trivial(address: str, solves: int) -> float:
+    async with Client.connect(address) as client:
+        await core.trivial_solve(client)  # warm
+        return statistics.median([await core.trivial_solve(client) for _ in range(solves)])
 
-        record = found.setdefault
-        record("trivial solve, ms", {}).setdefault(side, []).append(core._run(trivial()))
-        cpu_before = core.process_cpu_s(server.pid)
-        rate = core._run(core.service_throughput(server.address, core.CLIENTS, args.each))
-        cpu = (core.process_cpu_s(server.pid) - cpu_before) * 1e3 / (core.CLIENTS * args.each)
-        record("solves/s at 32 clients", {}).setdefault(side, []).append(rate)
-        record("server CPU per solve, ms", {}).setdefault(side, []).append(cpu)
-        cancel, drop = core._run(stops())
-        record("cancel → 8 reaped, ms", {}).setdefault(side, []).append(cancel)
-        record("drop → 8 reaped, ms", {}).setdefault(side, []).append(drop)
+
+async def _stops(server: RunningServer, watcher: core.Watcher, runs: int) -> tuple[float, float]:
+    cancels, drops = [], []
+    async with Client.connect(server.address) as client:
+        await core.cancel_once(client, server, watcher)  # warm
+        for _ in range(runs):
+            cancels.append(await core.cancel_once(client, server, watcher))
+            drops.append(await core.drop_once(client, server, watcher))
+    return statistics.median(cancels), statistics.median(drops)
 
 
 def table(found: dict[str, dict[str, list[float]]]) -> list[str]:
@@ -133,13 +149,9 @@ def main() -> None:
         found: dict[str, dict[str, list[float]]] = {}
         watcher = core.Watcher()
         try:
-            with (
-                running_server(serve, {"PYTHONPATH": str(lib)}) as base,
-                running_server(serve) as this,
-            ):
-                for i in range(args.rounds):
-                    order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
-                    _round(found, {"base": base, "this": this}, order, args, watcher)
+            for i in range(args.rounds):
+                order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
+                _round(found, serve, lib, order, args, watcher)
         finally:
             watcher.close()
         if args.remote:
@@ -152,14 +164,14 @@ def main() -> None:
 def _remote(
     found: dict[str, dict[str, list[float]]], registry: str, lib: Path, rounds: int
 ) -> None:
-    with contextlib.ExitStack() as stack:
-        clusters = {
-            "base": stack.enter_context(core.remote_cluster(registry, {"PYTHONPATH": str(lib)})),
-            "this": stack.enter_context(core.remote_cluster(registry)),
-        }
-        figure = found.setdefault("dispatcher CPU per remote attempt, ms", {})
-        for i in range(rounds):
-            for side in ["base", "this"] if i % 2 == 0 else ["this", "base"]:
+    figure = found.setdefault("dispatcher CPU per remote attempt, ms", {})
+    environments = {"base": {"PYTHONPATH": str(lib)}, "this": {}}
+    for i in range(rounds):
+        order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
+        with contextlib.ExitStack() as stack:
+            clusters = {side: stack.enter_context(core.remote_cluster(registry, environments[side]))
+                        for side in order}  # fmt: skip
+            for side in order:
                 cpu = core._run(core.dispatcher_cpu_per_attempt(clusters[side], 300))
                 figure.setdefault(side, []).append(cpu)
 
