@@ -90,6 +90,10 @@ def _round(
             record("trivial solve, ms", {}).setdefault(side, []).append(
                 core._run(_trivial(server.address, args.solves))
             )
+            # Before the load at 32 clients, which leaves the machine busier for a while.
+            cancel, drop = core._run(_stops(server, watcher, args.stops))
+            record("cancel → 8 reaped, ms", {}).setdefault(side, []).append(cancel)
+            record("drop → 8 reaped, ms", {}).setdefault(side, []).append(drop)
             core._run(core.service_throughput(server.address, core.CLIENTS, 1))  # warm
             cpu_before = core.process_cpu_s(server.pid)
             rate = core._run(core.service_throughput(server.address, core.CLIENTS, args.each))
@@ -98,9 +102,6 @@ def _round(
             record("server CPU per solve, ms", {}).setdefault(side, []).append(
                 cpu / (core.CLIENTS * args.each)
             )
-            cancel, drop = core._run(_stops(server, watcher, args.stops))
-            record("cancel → 8 reaped, ms", {}).setdefault(side, []).append(cancel)
-            record("drop → 8 reaped, ms", {}).setdefault(side, []).append(drop)
 
 
 async def _trivial(address: str, solves: int) -> float:
