@@ -7,10 +7,10 @@ servers run at once, with the same registry and the racing settings of bench/cor
 each round measures both, the one that goes first alternating:
 
 - a trivial solve (minisat on a two-clause CNF), the median of `--solves` in turn;
-- solves per second with 32 clients (`--each` solves each), and the server's CPU per solve
-  meanwhile (user + system time from /proc, threads included, children not);
 - cancel → 8 reaped and drop → 8 reaped, the portfolio race of bench/core.py (the median of
   `--stops` of each);
+- solves per second with 32 clients (`--each` solves each), and the server's CPU per solve
+  meanwhile (user + system time from /proc, threads included, children not);
 - with `--remote`, the dispatcher's CPU per remote attempt, two clusters of a dispatcher and
   two workers.
 
