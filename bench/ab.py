@@ -71,16 +71,20 @@ def base_package(base: str, into: Path) -> Path:
     return lib
 
 
+def _order(round_number: int) -> list[str]:
+    """Which side goes first alternates from round to round."""
+    return ["base", "this"] if round_number % 2 == 0 else ["this", "base"]
+
+
 def _round(
     found: dict[str, dict[str, list[float]]],
     serve: list[str],
-    lib: Path,
+    environments: dict[str, dict[str, str]],
     order: list[str],
     args: argparse.Namespace,
     watcher: core.Watcher,
 ) -> None:
     """One round: both servers started afresh, then each measured in turn."""
-    environments = {"base": {"PYTHONPATH": str(lib)}, "this": {}}
     with contextlib.ExitStack() as stack:
         servers = {side: stack.enter_context(running_server(serve, environments[side]))
                    for side in order}  # fmt: skip
@@ -143,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        lib = base_package(args.base, Path(tmp))
+        # The base runs its own package, put first on its PYTHONPATH; this side the installed one.
+        environments = {"base": {"PYTHONPATH": str(base_package(args.base, Path(tmp)))}, "this": {}}
         registry = str(core.portfolio_registry(Path(tmp) / "portfolio.toml"))
         serve = ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--provers-file"]
         serve += [registry, "--config", str(core.racing_config(Path(tmp) / "racing.toml"))]
@@ -151,24 +156,25 @@ def main() -> None:
         watcher = core.Watcher()
         try:
             for i in range(args.rounds):
-                order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
-                _round(found, serve, lib, order, args, watcher)
+                _round(found, serve, environments, _order(i), args, watcher)
         finally:
             watcher.close()
         if args.remote:
-            _remote(found, registry, lib, args.rounds)
+            _remote(found, registry, environments, args.rounds)
 
     print(f"{args.base} (base) against this checkout, {args.rounds} alternating rounds:")
     print("\n".join(table(found)))
 
 
 def _remote(
-    found: dict[str, dict[str, list[float]]], registry: str, lib: Path, rounds: int
+    found: dict[str, dict[str, list[float]]],
+    registry: str,
+    environments: dict[str, dict[str, str]],
+    rounds: int,
 ) -> None:
     figure = found.setdefault("dispatcher CPU per remote attempt, ms", {})
-    environments = {"base": {"PYTHONPATH": str(lib)}, "this": {}}
     for i in range(rounds):
-        order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
+        order = _order(i)
         with contextlib.ExitStack() as stack:
             clusters = {side: stack.enter_context(core.remote_cluster(registry, environments[side]))
                         for side in order}  # fmt: skip
