@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{sample, Server, EASY, HARD};
+use common::{sample, Scratch, Server, EASY, HARD};
 use proofrace_client::{Client, Error, Keepalive, Reconnect, SolveRequest, Tls, Verdict};
 
 const SECRET: &str = "correct horse battery staple";
@@ -26,13 +26,6 @@ async fn proves(client: &Client) {
         .await
         .expect("result");
     assert_eq!(outcome.verdict, Verdict::Proved);
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("proofrace-rust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn openssl(args: &[&str]) {
@@ -143,7 +136,7 @@ async fn login_lets_in_only_the_right_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_mutual_tls_with_a_login() {
-    let dir = scratch("tls");
+    let dir = Scratch::new("rust-tls");
     pki(&dir);
     let f = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let (cert, key, ca) = (f("server.pem"), f("server.key"), f("ca.pem"));
@@ -206,7 +199,6 @@ async fn tls_and_mutual_tls_with_a_login() {
         matches!(anonymous, Err(Error::Connect { .. })),
         "{anonymous:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +301,7 @@ async fn a_frozen_server_is_noticed_by_keepalive_pings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unix_socket_serves_like_tcp() {
-    let dir = scratch("unix");
+    let dir = Scratch::new("rust-unix");
     let path = dir.join("proofrace.sock").to_string_lossy().into_owned();
     let server = Server::own(&["--unix", &path], &[]);
     let client = Client::connect(&format!("unix:{path}"))
@@ -327,7 +319,6 @@ async fn a_unix_socket_serves_like_tcp() {
     let peers: Vec<_> = server.events(|e| e["event"] == "connection.opened");
     assert!(peers.iter().all(|e| e["peer"] == "unix"), "{peers:?}");
     drop(server);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

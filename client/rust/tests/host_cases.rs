@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{sample, Server, EASY, HARD, REFUTABLE};
+use common::{sample, Scratch, Server, EASY, HARD, REFUTABLE};
 use proofrace_client::{
     AttemptOutcome, CancelCause, Client, Conflict, Format, Grounds, HostOutcome, Location, Outcome,
     SolveRequest, Strategy, Verdict,
@@ -87,8 +87,7 @@ async fn host(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_host_case_from_a_real_problem() {
-    let dir = std::env::temp_dir().join(format!("proofrace-host-cases-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("host-cases");
     let server = Server::own(
         &["--provers-file", &registry(&dir)],
         // The request below leaves timeoutMs at 0: this default is the limit that applies.
@@ -215,5 +214,4 @@ async fn every_host_case_from_a_real_problem() {
         "{h:?}"
     );
     assert!(server.prover_pids().is_empty());
-    let _ = std::fs::remove_dir_all(dir);
 }

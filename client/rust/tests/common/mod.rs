@@ -9,7 +9,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +32,34 @@ pub fn crate_dir() -> PathBuf {
 pub fn sample(name: &str) -> Vec<u8> {
     let path = crate_dir().join("../../samples").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A directory of the test's own under the system's temporary directory, removed when it is
+/// dropped: on every way out of the test, a failed assertion's included. Declared before the
+/// server that uses it, it outlives the server.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("proofrace-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir); // left by a killed run of the same pid
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds; panics after `timeout`.
