@@ -1,5 +1,5 @@
-"""Frames in a byte stream, and the transport that writes whole ones: a message that pycapnp
-hands over in pieces leaves in one write."""
+"""Frames in a byte stream, and the transport that writes a loop turn's messages together:
+what pycapnp hands over in pieces leaves in one write."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ class Inner:
         self.transport = transport
 
 
-def wrapped(whole_turn: bool = False) -> tuple[Recorder, Any]:
+def wrapped() -> tuple[Recorder, Any]:
     inner, real = Inner(), Recorder()
-    WholeFramesProtocol(inner, whole_turn).connection_made(real)
+    WholeFramesProtocol(inner).connection_made(real)
     return real, inner.transport
 
 
@@ -69,37 +69,37 @@ def test_the_cursor_counts_frames_however_the_bytes_are_cut() -> None:
         assert done == 2 and not cursor.inside
 
 
-async def test_a_message_written_in_pieces_leaves_in_one_write() -> None:
+async def test_the_messages_of_one_turn_leave_together_on_the_next() -> None:
+    """A client's `solve` and its pipelined `result`, or a dispatcher's answers to the solves
+    it read in one turn: one send."""
     real, transport = wrapped()
-    for piece in frame(b"x" * 32, b"y" * 8):
-        transport.write(piece)
-    assert real.writes == [b"".join(frame(b"x" * 32, b"y" * 8))]
-    assert transport.is_closing() is False
-
-
-async def test_an_unfinished_frame_still_leaves_on_the_next_turn_and_at_close() -> None:
-    real, transport = wrapped()
-    table, body = frame(b"z" * 16)
-    transport.write(table)
-    assert real.writes == []
-    await real.written.wait()  # on the loop's next turn, with no more of the frame
-    assert real.writes == [table]
-    transport.write(body[:8])
-    transport.close()
-    assert real.writes == [table, body[:8]] and real.closed
-
-
-async def test_a_client_sends_the_messages_of_one_turn_together() -> None:
-    """A client's `solve` and its pipelined `result` leave in the same turn: one send."""
-    real, transport = wrapped(whole_turn=True)
     for piece in (*frame(b"s" * 16), *frame(b"r" * 8, b"t" * 8)):
         transport.write(piece)
     assert real.writes == []
     await real.written.wait()  # the loop's next turn
     assert real.writes == [b"".join((*frame(b"s" * 16), *frame(b"r" * 8, b"t" * 8)))]
-    transport.write(frame(b"c" * 8)[0])
-    transport.close()  # what is held leaves before the close
-    assert real.writes[1:] == [frame(b"c" * 8)[0]] and real.closed
+    assert transport.is_closing() is False
+
+
+async def test_what_is_held_leaves_before_a_close_and_before_the_last_write() -> None:
+    real, transport = wrapped()
+    table, body = frame(b"z" * 16)
+    transport.write(table)
+    transport.close()
+    assert real.writes == [table] and real.closed
+    real, transport = wrapped()
+    transport.write(body)
+    transport.write_eof()
+    assert real.writes == [body] and real.eof
+
+
+async def test_nothing_is_written_to_a_connection_closed_under_it() -> None:
+    # A limit aborted it, or the peer reset it, while an answer was held for the turn's end.
+    real, transport = wrapped()
+    transport.write(frame(b"a" * 8)[0])
+    real.closed = True
+    transport.flush()  # what the next turn runs
+    assert real.writes == []
 
 
 async def test_large_pieces_are_not_copied_into_one() -> None:
@@ -108,6 +108,7 @@ async def test_large_pieces_are_not_copied_into_one() -> None:
     pieces = frame(big)
     for piece in pieces:
         transport.write(piece)
+    await real.written.wait()
     assert real.writes == pieces
 
 

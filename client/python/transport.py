@@ -48,23 +48,20 @@ class Link:
         loop = asyncio.get_running_loop()
         sock = await (_dial_unix(address.path) if address.path else _dial_tcp(address))
         try:
-            # The messages of one loop turn written together, in one send (see
-            # proofrace.wire.frames): a solve and its pipelined result() call, say.
+            # The messages of one loop turn leave in one send (see proofrace.wire.frames):
+            # a solve and its pipelined result() call, say.
             if address.path:
                 stream = await open_stream(
-                    lambda made: loop.create_unix_connection(made, sock=sock), whole_turn=True
+                    lambda made: loop.create_unix_connection(made, sock=sock)
                 )
             elif tls is not None:
                 stream = await open_stream(
                     lambda made: loop.create_connection(
                         made, sock=sock, ssl=tls, server_hostname=address.host
-                    ),
-                    whole_turn=True,
+                    )
                 )
             else:
-                stream = await open_stream(
-                    lambda made: loop.create_connection(made, sock=sock), whole_turn=True
-                )
+                stream = await open_stream(lambda made: loop.create_connection(made, sock=sock))
         except BaseException:
             sock.close()
             raise

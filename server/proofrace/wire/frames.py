@@ -1,19 +1,21 @@
-"""Cap'n Proto frames in a byte stream, and a transport that writes whole ones.
+"""Cap'n Proto frames in a byte stream, and a transport that writes a loop turn's messages
+together.
 
 pycapnp hands its asyncio transport each message in pieces (the segment table, then each
 segment), and asyncio sends each piece at once, in a `send()` of its own: two system calls
 or more per message, and a peer woken by a segment table it cannot use yet. On loopback,
 where a send also runs the receiving side's work, that doubled the cost of every call. So
-`WholeFramesProtocol` wraps pycapnp's stream protocol and hands it a transport that holds the
-pieces until they complete a frame, then writes the frame at once: one send per message.
-
-A client may instead hold its writes until the loop's next turn (`whole_turn`): its `solve`
-and the pipelined `result()` call then leave in one send, which saves a send, and a wake-up
-of the server, per solve. The server does not: an answer held to the end of the turn waits
-for the rest of the turn's work (measured: a trivial solve 0.13 to 0.4 ms slower).
+`WholeFramesProtocol` wraps pycapnp's stream protocol and hands it a transport that holds
+what is written until the loop's next turn, then writes it at once: every message of one
+turn leaves in one send. A client's `solve` and its pipelined `result()` go together; a
+dispatcher that reads eight solves in one turn answers them, and sends their eight calls to
+a worker, in one send each (measured: 3.1 sends per remote attempt before, 1.2 after).
+Nothing waits on the send of a `solve`'s answer (the clients pipeline on it), and the
+answers that end a call leave on the turn after the one that made them, before any new
+input is read.
 
 `FrameCursor` follows the frame boundaries in a byte stream (header arithmetic only, no
-copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it too.
+copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it.
 """
 
 from __future__ import annotations
@@ -79,27 +81,17 @@ class FrameCursor:
 
 
 class _WholeFrames:
-    """The transport as pycapnp sees it: writes are held until they complete a frame, then
+    """The transport as pycapnp sees it: writes are held until the loop's next turn, then
     written together; everything else is the real transport's."""
 
-    def __init__(self, transport: Any, whole_turn: bool = False) -> None:
+    def __init__(self, transport: Any) -> None:
         self._transport = transport
-        self._cursor = FrameCursor()
         self._held: list[bytes] = []
         self._due: asyncio.Handle | None = None
-        self._whole_turn = whole_turn
 
     def write(self, data: bytes) -> None:
         self._held.append(data)
-        if self._whole_turn:
-            if self._due is None:
-                self._due = asyncio.get_running_loop().call_soon(self.flush)
-            return
-        self._cursor.feed(memoryview(data))
-        if not self._cursor.inside:
-            self.flush()
-        elif self._due is None:
-            # Whatever happens to the rest of the frame, this goes out on the loop's next turn.
+        if self._due is None:
             self._due = asyncio.get_running_loop().call_soon(self.flush)
 
     def writelines(self, pieces: list[bytes]) -> None:
@@ -111,6 +103,8 @@ class _WholeFrames:
             self._due.cancel()
             self._due = None
         held, self._held = self._held, []
+        if self._transport.is_closing():
+            return  # closed or lost under it (a limit's abort, a reset): nowhere to go
         if len(held) == 1 or sum(map(len, held)) > _JOIN_BYTES:
             for piece in held:
                 self._transport.write(piece)
@@ -142,14 +136,13 @@ class WholeFramesProtocol(asyncio.BufferedProtocol):
     """pycapnp's stream protocol, handed a transport that writes whole frames; everything
     else passes through. `transport` is the real one."""
 
-    def __init__(self, inner: Any, whole_turn: bool = False) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._whole_turn = whole_turn
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self._inner.connection_made(_WholeFrames(transport, self._whole_turn))
+        self._inner.connection_made(_WholeFrames(transport))
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._inner.get_buffer(sizehint)
@@ -174,13 +167,10 @@ class WholeFramesProtocol(asyncio.BufferedProtocol):
 Connect = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[object]]
 
 
-async def open_stream(connect: Connect, *, whole_turn: bool = False) -> Any:
-    """A pycapnp stream that writes whole frames. `connect(factory)` makes the connection:
-    the loop's `create_connection` or `create_unix_connection` with its arguments bound.
-    `whole_turn`: hold writes until the loop's next turn, so that every message of one turn
-    leaves in one send."""
+async def open_stream(connect: Connect) -> Any:
+    """A pycapnp stream that writes each loop turn's messages in one send. `connect(factory)`
+    makes the connection: the loop's `create_connection` or `create_unix_connection` with its
+    arguments bound."""
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    await connect(
-        lambda: WholeFramesProtocol(capnp.AsyncIoStream._connect(ready.set_result), whole_turn)
-    )
+    await connect(lambda: WholeFramesProtocol(capnp.AsyncIoStream._connect(ready.set_result)))
     return await ready

@@ -69,7 +69,7 @@ class ConnectionCounter:
 
 
 class FrameWatch(WholeFramesProtocol):
-    """Wraps pycapnp's stream protocol: passes everything through (writing whole frames),
+    """Wraps pycapnp's stream protocol: passes everything through (a turn's writes in one send),
     and notes where each frame received begins and ends, and whether writes are paused."""
 
     def __init__(self, inner: Any) -> None:
