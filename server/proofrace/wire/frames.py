@@ -10,9 +10,9 @@ what is written until the loop's next turn, then writes it at once: every messag
 turn leaves in one send. A client's `solve` and its pipelined `result()` go together; a
 dispatcher that reads eight solves in one turn answers them, and sends their eight calls to
 a worker, in one send each (measured: 3.1 sends per remote attempt before, 1.2 after).
-Nothing waits on the send of a `solve`'s answer (the clients pipeline on it), and the
-answers that end a call leave on the turn after the one that made them, before any new
-input is read.
+Nothing waits on the send of a `solve`'s answer (the clients pipeline on it), and an
+answer leaves on the turn after the one that made it, ahead of the input that came
+meanwhile.
 
 `FrameCursor` follows the frame boundaries in a byte stream (header arithmetic only, no
 copy); the listener's watch on unfinished messages (`limits.FrameWatch`) reads it.
