@@ -80,7 +80,7 @@ class FrameCursor:
         return done
 
 
-class _WholeFrames:
+class _TurnWrites:
     """The transport as pycapnp sees it: writes are held until the loop's next turn, then
     written together; everything else is the real transport's."""
 
@@ -133,8 +133,9 @@ class _WholeFrames:
 
 
 class WholeFramesProtocol(asyncio.BufferedProtocol):
-    """pycapnp's stream protocol, handed a transport that writes whole frames; everything
-    else passes through. `transport` is the real one."""
+    """pycapnp's stream protocol, handed a transport that writes each loop turn's messages
+    (whole frames) in one send; everything else passes through. `transport` is the real
+    one."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -142,7 +143,7 @@ class WholeFramesProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self._inner.connection_made(_WholeFrames(transport))
+        self._inner.connection_made(_TurnWrites(transport))
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._inner.get_buffer(sizehint)
