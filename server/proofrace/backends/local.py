@@ -169,10 +169,10 @@ def remove_small_scratch(workdir: Path) -> bool:
 
 
 def remove_scratch(workdir: Path) -> None:
-    """Remove an attempt's directory, whatever it holds: a small one as above, anything else
-    through `rmtree`."""
-    if not remove_small_scratch(workdir):
-        shutil.rmtree(workdir, ignore_errors=True)
+    """Remove an attempt's directory, whatever it holds (what `remove_small_scratch` left:
+    many files, a large one, subdirectories), through `rmtree`, which unlinks a symbolic link
+    rather than following it."""
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 _ANSWER_OF = {
